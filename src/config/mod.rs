@@ -1,0 +1,3 @@
+//! Configuration: how to reach the database and the settings that change what reports mean.
+
+pub mod connection;
