@@ -77,11 +77,15 @@ pub struct CleanEvent<'a> {
 pub enum LineOutcome<'a> {
     Blank,
     Event(CleanEvent<'a>),
-    Rejected { reason: RejectReason, detail: String },
+    Rejected {
+        reason: RejectReason,
+        detail: String,
+    },
 }
 
 /// The default accepted event types.
-pub const DEFAULT_EVENT_TYPES: [&str; 3] = ["ReferralPageLoad", "ReferralRecommendClick", "FaqClick"];
+pub const DEFAULT_EVENT_TYPES: [&str; 3] =
+    ["ReferralPageLoad", "ReferralRecommendClick", "FaqClick"];
 
 /// Line classifier configured with the settings that change what a valid event is.
 #[derive(Debug, Clone)]
@@ -92,7 +96,10 @@ pub struct Cleaner {
 
 impl Cleaner {
     pub fn new(accepted_event_types: Vec<String>, zone: SourceTimeZone) -> Self {
-        Self { accepted_event_types, zone }
+        Self {
+            accepted_event_types,
+            zone,
+        }
     }
 
     pub fn accepted_event_types(&self) -> &[String] {

@@ -13,3 +13,8 @@ pub fn open_input(path: &Path) -> Result<Box<dyn BufRead + Send>> {
     let _ = path;
     anyhow::bail!("not implemented")
 }
+
+/// Whether `path` means standard input.
+pub fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}

@@ -1,0 +1,329 @@
+//! Commands: wires the command line to connect → lock → migrate → load → refresh → test.
+
+use std::io::{IsTerminal, Write};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio_postgres::Client;
+
+use crate::cli::{Cli, Command, GenerateArgs, LoadArgs, SettingsArgs};
+use crate::config::connection::{self, ConnectionSettings};
+use crate::db::{self, LockOutcome};
+use crate::exit::{self, LockHeld};
+use crate::generate::{self, GenerateOptions};
+use crate::load::{self, LoadOptions};
+use crate::report;
+use crate::settings::{self, PinnedSettings, RequestedSettings};
+use crate::summary::RunSummary;
+use crate::transform::{self, RefreshOptions, ViewSet};
+
+/// Runs the command; returns the exit code of a command that completed (0, 3 or 4).
+/// Errors are returned for main to report (exit code from [`exit::code_for`]).
+pub async fn execute(cli: &Cli, stdout: &mut dyn Write) -> Result<i32> {
+    let global = &cli.global;
+    match &cli.command {
+        Command::Generate(args) => return generate_command(args, stdout),
+        Command::Migrate => {
+            let mut client = open(cli).await?;
+            let applied = db::migrate(&mut client).await?;
+            if global.json {
+                serde_json::to_writer(
+                    &mut *stdout,
+                    &serde_json::json!({ "applied_migrations": applied }),
+                )?;
+                writeln!(stdout)?;
+            } else if applied.is_empty() {
+                eprintln!("schema is up to date");
+            } else {
+                eprintln!("applied {}", applied.join(", "));
+            }
+            return Ok(exit::SUCCESS);
+        }
+        Command::Status(args) => {
+            let mut client = open(cli).await?;
+            client.batch_execute("set time zone 'UTC'").await?;
+            db::migrate(&mut client).await?;
+            let status = report::status(&client, args.limit).await?;
+            if global.json {
+                serde_json::to_writer_pretty(&mut *stdout, &status)?;
+                writeln!(stdout)?;
+            } else {
+                report::render_status(&status, stdout)?;
+            }
+            return Ok(exit::SUCCESS);
+        }
+        Command::Report(args) => {
+            let client = open(cli).await?;
+            client.batch_execute("set time zone 'UTC'").await?;
+            report::print_report(&client, args, stdout).await?;
+            return Ok(exit::SUCCESS);
+        }
+        Command::Test => {
+            let client = open(cli).await?;
+            let views = ViewSet::load(global.views_dir.as_deref())?;
+            let failures = transform::run_data_tests(&client, &views).await?;
+            let mut summary = RunSummary::new("test");
+            summary.data_tests_run = views.tests.len() as u64;
+            summary.data_test_failures = failures;
+            summary.exit_code = if summary.data_test_failures.is_empty() {
+                exit::SUCCESS
+            } else {
+                exit::DATA_TEST_FAILED
+            };
+            report_summary(cli, &summary, stdout)?;
+            return Ok(summary.exit_code);
+        }
+        Command::Load(_) | Command::Refresh(_) | Command::Run(_) => {}
+    }
+
+    // load, refresh and run write data: they take the run lock and are recorded in elt.runs.
+    let started = Instant::now();
+    let (command_name, load_args, refresh, full_refresh, settings_args) = match &cli.command {
+        Command::Load(args) => ("load", Some(args), false, false, &args.settings),
+        Command::Refresh(args) => ("refresh", None, true, args.full_refresh, &args.settings),
+        Command::Run(args) => (
+            "run",
+            Some(&args.load),
+            true,
+            args.full_refresh,
+            &args.load.settings,
+        ),
+        _ => unreachable!("handled above"),
+    };
+    let views = if refresh {
+        Some(ViewSet::load(global.views_dir.as_deref())?)
+    } else {
+        None
+    };
+    let mut client = open(cli).await?;
+    if db::acquire_run_lock(&client, !global.no_wait).await? == LockOutcome::HeldByAnotherRun {
+        return Err(LockHeld.into());
+    }
+    db::migrate(&mut client).await?;
+    let pinned = settings::pin(&client, &requested_settings(settings_args), full_refresh).await?;
+    let run_id = start_run(&client, command_name).await?;
+
+    let mut summary = RunSummary::new(command_name);
+    summary.run_id = Some(run_id);
+    let outcome = run_steps(
+        cli,
+        &mut client,
+        run_id,
+        load_args,
+        views.as_ref(),
+        full_refresh,
+        &pinned,
+        &mut summary,
+    )
+    .await;
+    summary.elapsed_seconds = started.elapsed().as_secs_f64();
+    match outcome {
+        Ok(code) => {
+            summary.exit_code = code;
+            finish_run(
+                &client,
+                run_id,
+                &summary,
+                if code == exit::SUCCESS || summary.refresh_error.is_none() {
+                    "succeeded"
+                } else {
+                    "failed"
+                },
+            )
+            .await?;
+            report_summary(cli, &summary, stdout)?;
+            Ok(code)
+        }
+        Err(error) => {
+            summary.exit_code = exit::code_for(&error);
+            if let Err(record_error) = finish_run(&client, run_id, &summary, "failed").await {
+                tracing::debug!("cannot record the failed run: {record_error:#}");
+            }
+            Err(error)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_steps(
+    cli: &Cli,
+    client: &mut Client,
+    run_id: i64,
+    load_args: Option<&LoadArgs>,
+    views: Option<&ViewSet>,
+    full_refresh: bool,
+    pinned: &PinnedSettings,
+    summary: &mut RunSummary,
+) -> Result<i32> {
+    if let Some(args) = load_args {
+        let options = LoadOptions {
+            batch_lines: args.batch_lines,
+            max_line_bytes: args.max_line_bytes,
+            force: args.force,
+        };
+        let progress = progress_bar(cli);
+        let files = load::load_files(
+            client,
+            run_id,
+            &args.files,
+            &pinned.settings,
+            &options,
+            &progress,
+        )
+        .await;
+        progress.finish_and_clear();
+        for file in files? {
+            summary.add_file(file);
+        }
+    }
+    if let Some(views) = views {
+        let options = RefreshOptions {
+            full_refresh: full_refresh || pinned.changed,
+        };
+        match transform::refresh(client, views, Some(run_id), options).await {
+            Ok(refresh) => summary.refresh = Some(refresh),
+            Err(error) if load_args.is_some() => {
+                // The loaded batches stay committed; the stale keys stay queued for the next refresh.
+                summary.refresh_error = Some(format!("{error:#}"));
+                tracing::error!(
+                    "refresh failed, loaded events are kept and their keys stay queued: {error:#}"
+                );
+            }
+            Err(error) => return Err(error),
+        }
+        if summary.refresh_error.is_none() {
+            summary.data_tests_run = views.tests.len() as u64;
+            summary.data_test_failures = transform::run_data_tests(client, views).await?;
+        }
+    }
+    if summary.refresh_error.is_some() {
+        return Ok(exit::ERROR);
+    }
+    if let Some(limit) = load_args.and_then(|args| args.max_rejected) {
+        if limit.is_exceeded(summary.totals.rejected, summary.totals.lines) {
+            return Ok(exit::TOO_MANY_REJECTS);
+        }
+    }
+    if !summary.data_test_failures.is_empty() {
+        return Ok(exit::DATA_TEST_FAILED);
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn requested_settings(args: &SettingsArgs) -> RequestedSettings {
+    RequestedSettings {
+        click_through_window_seconds: args.click_through_window_seconds,
+        source_time_zone: args.source_time_zone.clone(),
+        accepted_event_types: args.event_types.clone(),
+    }
+}
+
+async fn open(cli: &Cli) -> Result<Client> {
+    let settings: ConnectionSettings =
+        connection::resolve_from_process_env(cli.global.database_url.as_deref())?;
+    tracing::debug!("connecting to {}", settings.display);
+    db::connect(&settings).await
+}
+
+async fn start_run(client: &Client, command: &str) -> Result<i64> {
+    // We hold the run lock: a run still marked running was killed before it could say so.
+    client
+        .execute(
+            "update elt.runs set status = 'interrupted', finished_at = coalesce(finished_at, clock_timestamp())
+             where status = 'running'",
+            &[],
+        )
+        .await?;
+    Ok(client
+        .query_one(
+            "insert into elt.runs (command) values ($1) returning run_id",
+            &[&command],
+        )
+        .await
+        .context("cannot record the run")?
+        .get(0))
+}
+
+async fn finish_run(
+    client: &Client,
+    run_id: i64,
+    summary: &RunSummary,
+    status: &str,
+) -> Result<()> {
+    client
+        .execute(
+            "update elt.runs set status = $2, exit_code = $3, summary = $4, finished_at = clock_timestamp()
+             where run_id = $1",
+            &[&run_id, &status, &summary.exit_code, &serde_json::to_value(summary)?],
+        )
+        .await
+        .context("cannot record the end of the run")?;
+    Ok(())
+}
+
+fn report_summary(cli: &Cli, summary: &RunSummary, stdout: &mut dyn Write) -> Result<()> {
+    if cli.global.json {
+        serde_json::to_writer_pretty(&mut *stdout, summary)?;
+        writeln!(stdout)?;
+    }
+    if !cli.global.quiet {
+        eprintln!("{}", summary.render());
+    }
+    Ok(())
+}
+
+fn progress_bar(cli: &Cli) -> ProgressBar {
+    if cli.global.quiet || cli.global.json || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("valid progress template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+fn generate_command(args: &GenerateArgs, stdout: &mut dyn Write) -> Result<i32> {
+    let options = GenerateOptions {
+        lines: args.lines,
+        seed: args.seed,
+    };
+    let stats = match &args.output {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
+            let stats = if path.extension().is_some_and(|ext| ext == "gz") {
+                let mut encoder =
+                    flate2::write::GzEncoder::new(writer, flate2::Compression::fast());
+                let stats = generate::generate(&options, &mut encoder)?;
+                encoder.finish()?.flush()?;
+                stats
+            } else {
+                let stats = generate::generate(&options, &mut writer)?;
+                writer.flush()?;
+                stats
+            };
+            eprintln!(
+                "wrote {} lines ({} bytes) to {}",
+                stats.lines,
+                stats.bytes,
+                path.display()
+            );
+            stats
+        }
+        None => {
+            let mut writer = std::io::BufWriter::with_capacity(1 << 20, stdout);
+            let stats = generate::generate(&options, &mut writer)?;
+            writer.flush()?;
+            stats
+        }
+    };
+    let _ = stats;
+    Ok(exit::SUCCESS)
+}

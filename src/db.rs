@@ -1,0 +1,101 @@
+//! Database plumbing: connecting, migrations, the run lock and identifier quoting.
+
+use anyhow::{Context, Result};
+use tokio_postgres::Client;
+
+use crate::config::connection::{self, ConnectionSettings};
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// Key of the session-level advisory lock that serializes writers (`hashtext('campaign-elt')`
+/// would depend on the server; a constant does not).
+pub const RUN_LOCK_KEY: i64 = 0x63_616d_7065_6c74; // "campelt"
+
+/// Connects and prepares the session: synchronous commit, so a run that exits 0 has made its
+/// last commit durable. The session keeps the server's TimeZone: the SQL never depends on it.
+pub async fn connect(settings: &ConnectionSettings) -> Result<Client> {
+    let client = connection::connect(settings).await?;
+    client
+        .batch_execute(
+            "set synchronous_commit = on;
+             set application_name = 'campaign-elt';",
+        )
+        .await
+        .with_context(|| format!("cannot prepare the session on {}", settings.display))?;
+    Ok(client)
+}
+
+/// Applies the embedded migrations (`migrations/`), all pending ones in one transaction.
+pub async fn migrate(client: &mut Client) -> Result<Vec<String>> {
+    let report = embedded::migrations::runner()
+        .set_grouped(true)
+        .set_abort_divergent(true)
+        .run_async(client)
+        .await
+        .context("cannot apply migrations")?;
+    Ok(report
+        .applied_migrations()
+        .iter()
+        .map(|migration| format!("V{}__{}", migration.version(), migration.name()))
+        .collect())
+}
+
+/// Outcome of asking for the run lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockOutcome {
+    Acquired,
+    HeldByAnotherRun,
+}
+
+/// Takes the session-level advisory lock that keeps two runs from interleaving their writes.
+/// With `wait`, blocks until the other run ends; without, returns `HeldByAnotherRun`.
+/// Needs a session-pooled connection (not PgBouncer's transaction mode).
+pub async fn acquire_run_lock(client: &Client, wait: bool) -> Result<LockOutcome> {
+    if wait {
+        client
+            .execute("select pg_advisory_lock($1)", &[&RUN_LOCK_KEY])
+            .await
+            .context("cannot take the run lock")?;
+        return Ok(LockOutcome::Acquired);
+    }
+    let row = client
+        .query_one("select pg_try_advisory_lock($1)", &[&RUN_LOCK_KEY])
+        .await
+        .context("cannot take the run lock")?;
+    Ok(if row.get::<_, bool>(0) {
+        LockOutcome::Acquired
+    } else {
+        LockOutcome::HeldByAnotherRun
+    })
+}
+
+/// Quotes an SQL identifier (`"` doubled), for names that come from files or flags.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes a possibly schema-qualified relation name `schema.name`.
+pub fn quote_relation(qualified: &str) -> String {
+    qualified
+        .split('.')
+        .map(quote_ident)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_identifiers() {
+        assert_eq!(quote_ident("page_loads"), "\"page_loads\"");
+        assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
+        assert_eq!(
+            quote_relation("reports.page_loads"),
+            "\"reports\".\"page_loads\""
+        );
+    }
+}

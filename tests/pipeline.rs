@@ -1,0 +1,269 @@
+//! End-to-end: fixture files through `campaign-elt run` into the four reports (issue 2).
+
+mod common;
+
+use common::{assert_rows_eq, fixture, report_rows, stdout_json, TestDatabase};
+
+const FIRST_NIGHT_REPORTS: &[&str] = &[
+    "page_loads|1|2022-01-01 00:00|1",
+    "page_loads|1|2022-01-01 01:00|3",
+    "page_loads|2|2022-01-01 01:00|1",
+    "page_loads|3|2021-12-31 23:00|2",
+    "page_loads|3|2022-01-01 00:00|1",
+    "clicks|1|2022-01-01 01:00|5",
+    "clicks|2|2022-01-01 02:00|1",
+    "clicks|4|2022-01-01 05:00|1",
+    "clicks|5|2022-01-01 06:00|1",
+    "unique_user_clicks|1|2022-01-01 01:00|4",
+    "unique_user_clicks|2|2022-01-01 02:00|1",
+    "unique_user_clicks|4|2022-01-01 05:00|1",
+    "unique_user_clicks|5|2022-01-01 06:00|1",
+    "click_through_rate|1|2022-01-01 00:00|1|0|0.000000",
+    // a1 (same id, page load in the previous hour), b2 (window, 240 s), b3 (window, exactly
+    // 300 s) are related; c2 (301 s) and d1 (same id, other user) are not.
+    "click_through_rate|1|2022-01-01 01:00|3|3|1.000000",
+    "click_through_rate|2|2022-01-01 01:00|1|0|0.000000",
+    "click_through_rate|2|2022-01-01 02:00|0|1|∅",
+    "click_through_rate|3|2021-12-31 23:00|2|0|0.000000",
+    "click_through_rate|3|2022-01-01 00:00|1|0|0.000000",
+    "click_through_rate|4|2022-01-01 05:00|0|0|∅",
+    "click_through_rate|5|2022-01-01 06:00|0|0|∅",
+];
+
+#[tokio::test]
+async fn first_night_gives_every_line_one_outcome_and_the_expected_reports() {
+    let db = TestDatabase::new().await;
+    let output = db.run_expecting(
+        0,
+        &[
+            "run",
+            "--json",
+            "--max-line-bytes",
+            "2048",
+            &fixture("first_night.jsonl"),
+        ],
+    );
+    let summary = stdout_json(&output);
+    assert_eq!(summary["schema_version"], 1);
+    let totals = &summary["totals"];
+    assert_eq!(totals["lines"], 34);
+    assert_eq!(totals["loaded"], 17);
+    assert_eq!(totals["duplicates"], 2);
+    assert_eq!(totals["rejected"], 13);
+    assert_eq!(totals["blank"], 2);
+    for reason in [
+        "line_too_long",
+        "invalid_utf8",
+        "invalid_json",
+        "missing_event_id",
+        "invalid_event_id",
+        "missing_customer_id",
+        "invalid_customer_id",
+        "missing_user_id",
+        "invalid_user_id",
+        "missing_fired_at",
+        "invalid_fired_at",
+        "missing_event_type",
+    ] {
+        assert_eq!(totals["rejected_by_reason"][reason], 1, "{reason}");
+    }
+    assert_eq!(totals["rejected_by_reason"]["unknown_event_type"], 1);
+
+    let client = db.client().await;
+    assert_rows_eq(&report_rows(&client).await, FIRST_NIGHT_REPORTS);
+
+    // Rejects keep the raw bytes, line numbers and reasons.
+    let rejects = common::rows(
+        &client,
+        "select line_number, reason, length(raw_line) > 0 as has_raw from elt.rejects",
+    )
+    .await;
+    assert_eq!(rejects.len(), 13);
+    assert!(
+        rejects.contains(&"22|invalid_utf8|true".to_owned()),
+        "{rejects:?}"
+    );
+    assert!(
+        rejects.contains(&"10|unknown_event_type|true".to_owned()),
+        "{rejects:?}"
+    );
+    let raw: Vec<u8> = client
+        .query_one(
+            "select raw_line from elt.rejects where reason = 'invalid_utf8'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(raw.contains(&0xff), "the raw line is stored as bytes");
+
+    // The first occurrence wins: the re-sent b2 with user 99 and another time is a duplicate.
+    let b2 = common::rows(
+        &client,
+        "select user_id, to_char(fired_at at time zone 'UTC', 'HH24:MI'), line_number from elt.events
+         where event_id = 'b2' and event_type = 'ReferralRecommendClick'",
+    )
+    .await;
+    assert_eq!(b2, ["11|01:14|4"]);
+    // Personal data is not stored in the events table.
+    let columns = common::rows(
+        &client,
+        "select column_name from information_schema.columns where table_schema = 'elt' and table_name = 'events'",
+    )
+    .await;
+    assert!(
+        !columns.iter().any(|c| c == "ip" || c == "email"),
+        "{columns:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_second_night_deduplicates_across_runs_and_refreshes_neighbouring_hours() {
+    let db = TestDatabase::new().await;
+    db.run_expecting(
+        0,
+        &[
+            "run",
+            "--max-line-bytes",
+            "2048",
+            &fixture("first_night.jsonl"),
+        ],
+    );
+    let output = db.run_expecting(0, &["run", "--json", &fixture("second_night.jsonl")]);
+    let summary = stdout_json(&output);
+    assert_eq!(summary["totals"]["lines"], 4);
+    assert_eq!(summary["totals"]["loaded"], 3);
+    assert_eq!(summary["totals"]["duplicates"], 1);
+    assert!(summary["files"][0]["note"]
+        .as_str()
+        .unwrap()
+        .contains("no final newline"));
+
+    let client = db.client().await;
+    let incremental = report_rows(&client).await;
+    let mut expected: Vec<&str> = FIRST_NIGHT_REPORTS
+        .iter()
+        .copied()
+        .filter(|row| {
+            !row.starts_with("page_loads|1|2022-01-01 01:00")
+                && !row.starts_with("click_through_rate|1|2022-01-01 01:00")
+                && !row.starts_with("click_through_rate|4|")
+                && !row.starts_with("click_through_rate|5|")
+        })
+        .collect();
+    expected.extend([
+        "page_loads|1|2022-01-01 01:00|4",
+        "click_through_rate|1|2022-01-01 01:00|4|3|0.750000",
+        // k1's page load arrived late, in the previous hour: the click's hour is recomputed.
+        "page_loads|4|2022-01-01 04:00|1",
+        "click_through_rate|4|2022-01-01 04:00|1|0|0.000000",
+        "click_through_rate|4|2022-01-01 05:00|0|1|∅",
+        // m1 arrived after its click m2, within the window.
+        "page_loads|5|2022-01-01 06:00|1",
+        "click_through_rate|5|2022-01-01 06:00|1|1|1.000000",
+    ]);
+    assert_rows_eq(&incremental, &expected);
+
+    // The incremental result equals a full rebuild.
+    db.run_expecting(0, &["refresh", "--full-refresh"]);
+    assert_rows_eq(&report_rows(&client).await, &expected);
+}
+
+#[tokio::test]
+async fn the_same_file_twice_is_skipped_and_force_does_not_double_count() {
+    let db = TestDatabase::new().await;
+    let file = fixture("first_night.jsonl");
+    db.run_expecting(0, &["run", "--max-line-bytes", "2048", &file]);
+    let second =
+        stdout_json(&db.run_expecting(0, &["run", "--json", "--max-line-bytes", "2048", &file]));
+    assert_eq!(second["files_skipped"], 1);
+    assert_eq!(second["totals"]["lines"], 0);
+    let forced = stdout_json(&db.run_expecting(
+        0,
+        &[
+            "run",
+            "--json",
+            "--force",
+            "--max-line-bytes",
+            "2048",
+            &file,
+        ],
+    ));
+    assert_eq!(forced["files_loaded"], 1);
+    assert_eq!(forced["totals"]["loaded"], 0);
+    assert_eq!(forced["totals"]["duplicates"], 19);
+    let client = db.client().await;
+    assert_rows_eq(&report_rows(&client).await, FIRST_NIGHT_REPORTS);
+}
+
+#[tokio::test]
+async fn report_hours_do_not_depend_on_the_session_time_zone() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    // Every session of this database starts in India Standard Time (+05:30).
+    client
+        .batch_execute(&format!(
+            "alter database {} set timezone to 'Asia/Kolkata'",
+            db.name
+        ))
+        .await
+        .unwrap();
+    db.run_expecting(
+        0,
+        &[
+            "run",
+            "--max-line-bytes",
+            "2048",
+            &fixture("first_night.jsonl"),
+        ],
+    );
+    let kolkata = db.client().await;
+    let zone: String = kolkata
+        .query_one("show timezone", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(zone, "Asia/Kolkata");
+    assert_rows_eq(&report_rows(&kolkata).await, FIRST_NIGHT_REPORTS);
+}
+
+#[tokio::test]
+async fn the_four_reports_keep_their_contract_columns() {
+    let db = TestDatabase::new().await;
+    db.run_expecting(
+        0,
+        &[
+            "run",
+            "--max-line-bytes",
+            "2048",
+            &fixture("first_night.jsonl"),
+        ],
+    );
+    let client = db.client().await;
+    let columns = common::rows(
+        &client,
+        "select table_name, ordinal_position, column_name, data_type from information_schema.columns
+         where table_schema = 'reports'
+             and table_name in ('page_loads', 'clicks', 'unique_user_clicks', 'click_through_rate')",
+    )
+    .await;
+    assert_rows_eq(
+        &columns,
+        &[
+            "page_loads|1|customer_id|bigint",
+            "page_loads|2|hour|timestamp with time zone",
+            "page_loads|3|page_loads|bigint",
+            "clicks|1|customer_id|bigint",
+            "clicks|2|hour|timestamp with time zone",
+            "clicks|3|clicks|bigint",
+            "unique_user_clicks|1|customer_id|bigint",
+            "unique_user_clicks|2|hour|timestamp with time zone",
+            "unique_user_clicks|3|unique_user_clicks|bigint",
+            "click_through_rate|1|customer_id|bigint",
+            "click_through_rate|2|hour|timestamp with time zone",
+            "click_through_rate|3|page_loads|bigint",
+            "click_through_rate|4|related_clicks|bigint",
+            "click_through_rate|5|click_through_rate|numeric",
+        ],
+    );
+}

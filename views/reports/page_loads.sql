@@ -1,0 +1,25 @@
+-- materialized: incremental
+-- grain: one row per customer and UTC hour with at least one ReferralPageLoad
+-- sources: intermediate.int_customer_hourly
+-- owner: analytics
+-- contract: columns customer_id bigint, hour timestamptz, page_loads bigint (SPEC §2); do not rename.
+
+with customer_hourly as (
+    select int_customer_hourly.*
+    from intermediate.int_customer_hourly
+    inner join stale_ranges
+        on int_customer_hourly.customer_id = stale_ranges.customer_id
+        and int_customer_hourly.hour >= stale_ranges.starts_at
+        and int_customer_hourly.hour < stale_ranges.ends_at
+),
+
+final as (
+    select
+        customer_id,
+        hour,
+        page_loads
+    from customer_hourly
+    where page_loads > 0
+)
+
+select * from final
