@@ -74,23 +74,41 @@ pub async fn execute(cli: &Cli, stdout: &mut dyn Write) -> Result<i32> {
             report_summary(cli, &summary, stdout)?;
             return Ok(summary.exit_code);
         }
-        Command::Load(_) | Command::Refresh(_) | Command::Run(_) => {}
+        Command::Load(_) | Command::Refresh(_) | Command::Run(_) | Command::Unload(_) => {}
     }
 
     // load, refresh and run write data: they take the run lock and are recorded in elt.runs.
     let started = Instant::now();
-    let (command_name, load_args, refresh, full_refresh, settings_args) = match &cli.command {
-        Command::Load(args) => ("load", Some(args), false, false, &args.settings),
-        Command::Refresh(args) => ("refresh", None, true, args.full_refresh, &args.settings),
-        Command::Run(args) => (
-            "run",
-            Some(&args.load),
-            true,
-            args.full_refresh,
-            &args.load.settings,
-        ),
-        _ => unreachable!("handled above"),
-    };
+    let no_settings = SettingsArgs::default();
+    let (command_name, load_args, refresh, full_refresh, settings_args, unload_id) =
+        match &cli.command {
+            Command::Load(args) => ("load", Some(args), false, false, &args.settings, None),
+            Command::Refresh(args) => (
+                "refresh",
+                None,
+                true,
+                args.full_refresh,
+                &args.settings,
+                None,
+            ),
+            Command::Run(args) => (
+                "run",
+                Some(&args.load),
+                true,
+                args.full_refresh,
+                &args.load.settings,
+                None,
+            ),
+            Command::Unload(args) => (
+                "unload",
+                None,
+                true,
+                false,
+                &no_settings,
+                Some(args.load_id),
+            ),
+            _ => unreachable!("handled above"),
+        };
     let views = if refresh {
         Some(ViewSet::load(global.views_dir.as_deref())?)
     } else {
@@ -106,17 +124,13 @@ pub async fn execute(cli: &Cli, stdout: &mut dyn Write) -> Result<i32> {
 
     let mut summary = RunSummary::new(command_name);
     summary.run_id = Some(run_id);
-    let outcome = run_steps(
-        cli,
-        &mut client,
-        run_id,
-        load_args,
-        views.as_ref(),
+    let steps = Steps {
+        load: load_args,
+        unload: unload_id,
+        views: views.as_ref(),
         full_refresh,
-        &pinned,
-        &mut summary,
-    )
-    .await;
+    };
+    let outcome = run_steps(cli, &mut client, run_id, &steps, &pinned, &mut summary).await;
     summary.elapsed_seconds = started.elapsed().as_secs_f64();
     match outcome {
         Ok(code) => {
@@ -145,17 +159,38 @@ pub async fn execute(cli: &Cli, stdout: &mut dyn Write) -> Result<i32> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The steps of a command that writes data, in the order they run.
+struct Steps<'a> {
+    load: Option<&'a LoadArgs>,
+    unload: Option<i64>,
+    views: Option<&'a ViewSet>,
+    full_refresh: bool,
+}
+
 async fn run_steps(
     cli: &Cli,
     client: &mut Client,
     run_id: i64,
-    load_args: Option<&LoadArgs>,
-    views: Option<&ViewSet>,
-    full_refresh: bool,
+    steps: &Steps<'_>,
     pinned: &PinnedSettings,
     summary: &mut RunSummary,
 ) -> Result<i32> {
+    let (load_args, views, full_refresh) = (steps.load, steps.views, steps.full_refresh);
+    if let Some(load_id) = steps.unload {
+        let unloaded = load::unload(client, load_id).await?;
+        eprintln!(
+            "unloaded load {} ({}): {} event(s) and {} reject(s) removed, {} report key(s) to refresh",
+            unloaded.load_id, unloaded.path, unloaded.removed_events, unloaded.removed_rejects, unloaded.queued_keys
+        );
+        if !unloaded.later_loads_with_duplicates.is_empty() {
+            tracing::warn!(
+                "later loads {:?} counted duplicates; events they shared with load {load_id} are gone too \
+                 until those files are loaded again with --force",
+                unloaded.later_loads_with_duplicates
+            );
+        }
+        summary.unloaded = Some(unloaded);
+    }
     if let Some(args) = load_args {
         let options = LoadOptions {
             batch_lines: args.batch_lines,

@@ -61,6 +61,8 @@ pub enum Command {
     Refresh(RefreshArgs),
     /// The nightly job: migrate, load the files, refresh the reports, run the data tests.
     Run(RunArgs),
+    /// Take a load back: remove its events, rejects and ledger row, then refresh what it touched.
+    Unload(UnloadArgs),
     /// Show the ledger, recent runs, stale keys, rejects by reason and data freshness.
     Status(StatusArgs),
     /// Run the SQL data tests (views/tests) against the current reports.
@@ -142,6 +144,13 @@ pub struct RunArgs {
     /// Rebuild every report relation from all events (needed after a settings change).
     #[arg(long)]
     pub full_refresh: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UnloadArgs {
+    /// The load to take back (`load_id` in `campaign-elt status`).
+    #[arg(long, value_name = "N")]
+    pub load_id: i64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -9,7 +9,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::SinkExt;
 use indicatif::ProgressBar;
@@ -45,9 +45,20 @@ const COPY_STAGED_LINES: &str =
 const MERGE_STAGED_LINES: &str = "
 with rejected as (
     insert into elt.rejects (load_id, line_number, reason, detail, raw_line, line_length)
-    select $1, line_number, reject_reason, reject_detail, raw_line, line_length
-    from elt.staged_lines
-    where reject_reason is not null
+    select $1, staged.line_number, staged.reject_reason, staged.reject_detail, staged.raw_line, staged.line_length
+    from elt.staged_lines as staged
+    where staged.reject_reason is not null
+        -- a reload (--force) of the same file does not store its rejects twice
+        and not exists (
+            select 1
+            from elt.loads as earlier_loads
+            inner join elt.rejects as earlier_rejects
+                on earlier_rejects.load_id = earlier_loads.load_id
+                and earlier_rejects.line_number = staged.line_number
+            where (earlier_loads.path = $2 or earlier_loads.content_hash = $3)
+                and earlier_loads.load_id <> $1
+                and earlier_rejects.raw_line = staged.raw_line
+        )
     returning 1
 ),
 first_occurrences as (
@@ -177,30 +188,220 @@ pub async fn load_files(
     Ok(summaries)
 }
 
-/// Size and content hash of a file (standard input has neither before it is read).
-fn fingerprint(path: &Path) -> Result<Option<(i64, Vec<u8>)>> {
-    if source::is_stdin(path) {
-        return Ok(None);
-    }
+/// Size and content hash of a file, plus the hash of its first `prefix_bytes` bytes when asked
+/// (to recognize a file that has grown since it was loaded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fingerprint {
+    size: i64,
+    hash: Vec<u8>,
+    prefix_hash: Option<Vec<u8>>,
+}
+
+fn fingerprint(path: &Path, prefix_bytes: Option<u64>) -> Result<Fingerprint> {
+    use std::io::Read;
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let metadata = file.metadata()?;
     if metadata.is_dir() {
-        anyhow::bail!("{} is a directory", path.display());
+        bail!("{} is a directory", path.display());
     }
+    let mut reader = std::io::BufReader::with_capacity(source::READ_BUFFER_BYTES, file);
     let mut hasher = blake3::Hasher::new();
+    let mut prefix_hash = None;
+    if let Some(prefix_bytes) = prefix_bytes.filter(|&bytes| bytes <= metadata.len()) {
+        let copied = std::io::copy(&mut (&mut reader).take(prefix_bytes), &mut hasher)?;
+        if copied == prefix_bytes {
+            prefix_hash = Some(hasher.clone().finalize().as_bytes().to_vec());
+        }
+    }
     hasher
-        .update_reader(std::io::BufReader::with_capacity(
-            source::READ_BUFFER_BYTES,
-            file,
-        ))
+        .update_reader(reader)
         .with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(Some((
-        metadata.len() as i64,
-        hasher.finalize().as_bytes().to_vec(),
-    )))
+    Ok(Fingerprint {
+        size: metadata.len() as i64,
+        hash: hasher.finalize().as_bytes().to_vec(),
+        prefix_hash,
+    })
 }
 
+/// A ledger row, as far as deciding what to do with a file goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LedgerEntry {
+    load_id: i64,
+    status: String,
+    size_bytes: Option<i64>,
+    content_hash: Option<Vec<u8>>,
+    committed_offset: i64,
+    committed_line_number: i64,
+    first_line_number: i64,
+    ends_with_newline: Option<bool>,
+}
+
+impl LedgerEntry {
+    fn from_row(row: &tokio_postgres::Row) -> Self {
+        LedgerEntry {
+            load_id: row.get("load_id"),
+            status: row.get("status"),
+            size_bytes: row.get("size_bytes"),
+            content_hash: row.get("content_hash"),
+            committed_offset: row.get("committed_offset"),
+            committed_line_number: row.get("committed_line_number"),
+            first_line_number: row.get("first_line_number"),
+            ends_with_newline: row.get("ends_with_newline"),
+        }
+    }
+}
+
+/// What to do with one input file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LoadPlan {
+    /// Its content was loaded before.
+    Skip { load_id: i64, note: String },
+    /// Load it from the first line.
+    Fresh,
+    /// Continue an interrupted load of the same content after its last committed batch.
+    Resume {
+        load_id: i64,
+        offset: u64,
+        next_line_number: u64,
+        lines_resumed: u64,
+    },
+    /// The file grew since it was loaded: load only the new tail.
+    Tail {
+        offset: u64,
+        next_line_number: u64,
+        previous_load_id: i64,
+    },
+}
+
+/// Decides from the ledger what to do with a file. `same_path` holds the path's ledger rows,
+/// newest first; `same_content` the rows with the file's content hash, newest first.
+fn plan_load(
+    fingerprint: &Fingerprint,
+    same_path: &[LedgerEntry],
+    same_content: &[LedgerEntry],
+    force: bool,
+) -> LoadPlan {
+    if force {
+        return LoadPlan::Fresh;
+    }
+    if let Some(loaded) = same_content.iter().find(|entry| entry.status == "loaded") {
+        return LoadPlan::Skip {
+            load_id: loaded.load_id,
+            note: format!("content already loaded by load {}", loaded.load_id),
+        };
+    }
+    if let Some(interrupted) = same_content
+        .iter()
+        .find(|entry| entry.status == "loading" || entry.status == "failed")
+    {
+        return LoadPlan::Resume {
+            load_id: interrupted.load_id,
+            offset: interrupted.committed_offset as u64,
+            next_line_number: interrupted.committed_line_number as u64 + 1,
+            lines_resumed: (interrupted.committed_line_number + 1 - interrupted.first_line_number)
+                .max(0) as u64,
+        };
+    }
+    if let Some(previous) = same_path.iter().find(|entry| entry.status == "loaded") {
+        let grew = previous
+            .size_bytes
+            .is_some_and(|size| size < fingerprint.size)
+            && previous.content_hash.is_some()
+            && fingerprint.prefix_hash == previous.content_hash;
+        if grew {
+            if previous.ends_with_newline == Some(false) {
+                return LoadPlan::Skip {
+                    load_id: previous.load_id,
+                    note: format!(
+                        "the file grew, but load {} ended in a line without a final newline that may have \
+                         been cut; not loaded (use --force to load the whole file again, deduplicated)",
+                        previous.load_id
+                    ),
+                };
+            }
+            return LoadPlan::Tail {
+                offset: previous.committed_offset as u64,
+                next_line_number: previous.committed_line_number as u64 + 1,
+                previous_load_id: previous.load_id,
+            };
+        }
+    }
+    LoadPlan::Fresh
+}
+
+/// The path as recorded in the ledger: absolute, so that a file is recognized from any
+/// working directory (standard input is `-`).
+fn ledger_path(path: &Path) -> String {
+    if source::is_stdin(path) {
+        return "-".to_owned();
+    }
+    std::fs::canonicalize(path)
+        .unwrap_or_else(|_| path.to_owned())
+        .display()
+        .to_string()
+}
+
+/// Opens `path` positioned at `offset` / `next_line_number` (a line start recorded earlier).
+fn open_at(
+    path: &Path,
+    max_line_bytes: usize,
+    offset: u64,
+    next_line_number: u64,
+) -> Result<LineReader<Box<dyn BufRead + Send>>> {
+    if offset == 0 {
+        return Ok(LineReader::new(source::open_input(path)?, max_line_bytes));
+    }
+    if source::is_compressed(path) {
+        // Offsets count decompressed bytes: read up to the line instead of seeking.
+        let mut reader = LineReader::new(source::open_input(path)?, max_line_bytes);
+        let mut last_line_number = 0;
+        while reader.offset() < offset {
+            match reader.next_line()? {
+                Some(line) => last_line_number = line.number,
+                None => bail!("{} is shorter than what was loaded from it", path.display()),
+            }
+        }
+        if reader.offset() != offset || last_line_number + 1 != next_line_number {
+            bail!("{} changed since it was loaded: line {next_line_number} does not start where it did", path.display());
+        }
+        return Ok(reader);
+    }
+    use std::io::{Seek, SeekFrom};
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    file.seek(SeekFrom::Start(offset))?;
+    let input: Box<dyn BufRead + Send> = Box::new(std::io::BufReader::with_capacity(
+        source::READ_BUFFER_BYTES,
+        file,
+    ));
+    Ok(LineReader::resume(
+        input,
+        max_line_bytes,
+        next_line_number,
+        offset,
+    ))
+}
+
+async fn ledger_entries(
+    client: &Client,
+    condition: &str,
+    value: &(dyn tokio_postgres::types::ToSql + Sync),
+) -> Result<Vec<LedgerEntry>> {
+    let rows = client
+        .query(
+            &format!(
+                "select load_id, status, size_bytes, content_hash, committed_offset, committed_line_number,
+                        first_line_number, ends_with_newline
+                 from elt.loads where {condition} order by load_id desc"
+            ),
+            &[value],
+        )
+        .await?;
+    Ok(rows.iter().map(LedgerEntry::from_row).collect())
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn load_file(
     client: &mut Client,
     run_id: i64,
@@ -210,50 +411,103 @@ async fn load_file(
     options: &LoadOptions,
     progress: &ProgressBar,
 ) -> Result<FileSummary> {
-    let display_path = path.display().to_string();
-    let fingerprint = {
-        let path = path.to_owned();
-        tokio::task::spawn_blocking(move || fingerprint(&path)).await??
+    let display_path = ledger_path(path);
+    let is_stdin = source::is_stdin(path);
+    let (plan, fingerprint) = if is_stdin {
+        (LoadPlan::Fresh, None)
+    } else {
+        let same_path = ledger_entries(client, "path = $1", &display_path).await?;
+        let prefix = same_path
+            .iter()
+            .find(|entry| entry.status == "loaded")
+            .and_then(|entry| entry.size_bytes);
+        let fingerprint = {
+            let path = path.to_owned();
+            tokio::task::spawn_blocking(move || fingerprint(&path, prefix.map(|size| size as u64)))
+                .await??
+        };
+        let same_content = ledger_entries(client, "content_hash = $1", &fingerprint.hash).await?;
+        (
+            plan_load(&fingerprint, &same_path, &same_content, options.force),
+            Some(fingerprint),
+        )
     };
     let (size, hash) = match &fingerprint {
-        Some((size, hash)) => (Some(*size), Some(hash.clone())),
+        Some(fingerprint) => (Some(fingerprint.size), Some(fingerprint.hash.clone())),
         None => (None, None),
     };
-    if let (Some(hash), false) = (&hash, options.force) {
-        let earlier = client
-            .query_opt(
-                "select load_id from elt.loads where content_hash = $1 and status = 'loaded' order by load_id limit 1",
-                &[hash],
-            )
-            .await?;
-        if let Some(row) = earlier {
-            let load_id: i64 = row.get(0);
-            tracing::info!("{display_path}: skipped, its content was loaded by load {load_id}");
+    let (start_offset, next_line_number, lines_resumed, note) = match &plan {
+        LoadPlan::Skip { load_id, note } => {
+            tracing::info!("{display_path}: skipped: {note}");
             return Ok(FileSummary {
                 path: display_path,
                 status: "skipped".into(),
-                load_id: Some(load_id),
+                load_id: Some(*load_id),
                 lines_resumed: 0,
                 counts: LineCounts::default(),
-                note: Some(format!("content already loaded by load {load_id}")),
+                note: Some(note.clone()),
             });
         }
-    }
+        LoadPlan::Fresh => (0, 1, 0, None),
+        LoadPlan::Resume {
+            offset,
+            next_line_number,
+            lines_resumed,
+            load_id,
+        } => {
+            tracing::info!("{display_path}: resuming load {load_id} at line {next_line_number}");
+            (
+                *offset,
+                *next_line_number,
+                *lines_resumed,
+                Some(format!("resumed load {load_id} at line {next_line_number}")),
+            )
+        }
+        LoadPlan::Tail {
+            offset,
+            next_line_number,
+            previous_load_id,
+        } => {
+            tracing::info!("{display_path}: grew since load {previous_load_id}; loading from line {next_line_number}");
+            (
+                *offset,
+                *next_line_number,
+                0,
+                Some(format!(
+                    "grew since load {previous_load_id}: loaded from line {next_line_number}"
+                )),
+            )
+        }
+    };
 
-    let load_id: i64 = client
-        .query_one(
-            "insert into elt.loads (run_id, file_position, path, size_bytes, content_hash)
-             values ($1, $2, $3, $4, $5) returning load_id",
-            &[&run_id, &position, &display_path, &size, &hash],
-        )
-        .await?
-        .get(0);
+    let load_id: i64 = match &plan {
+        LoadPlan::Resume { load_id, .. } => {
+            client.execute("update elt.loads set status = 'loading' where load_id = $1", &[load_id]).await?;
+            *load_id
+        }
+        _ => client
+            .query_one(
+                "insert into elt.loads (run_id, file_position, path, size_bytes, content_hash, start_offset,
+                     first_line_number, committed_offset, committed_line_number)
+                 values ($1, $2, $3, $4, $5, $6, $7, $6, $7 - 1) returning load_id",
+                &[&run_id, &position, &display_path, &size, &hash, &(start_offset as i64), &(next_line_number as i64)],
+            )
+            .await?
+            .get(0),
+    };
     let started = Instant::now();
     progress.set_length(size.unwrap_or(0) as u64);
     progress.set_position(0);
     progress.set_message(display_path.clone());
 
-    let input = source::open_input(path)?;
+    let reader = {
+        let path = path.to_owned();
+        let max_line_bytes = options.max_line_bytes;
+        tokio::task::spawn_blocking(move || {
+            open_at(&path, max_line_bytes, start_offset, next_line_number)
+        })
+        .await??
+    };
     let (sender, mut receiver) = mpsc::channel(CHANNEL_CHUNKS);
     let reader = {
         let cleaner = cleaner.clone();
@@ -261,7 +515,7 @@ async fn load_file(
         let progress = progress.clone();
         std::thread::Builder::new()
             .name("campaign-elt-reader".into())
-            .spawn(move || read_and_encode(input, &cleaner, &options, &sender, &progress))
+            .spawn(move || read_and_encode(reader, &cleaner, &options, &sender, &progress))
             .context("cannot start the reader thread")?
     };
 
@@ -284,7 +538,7 @@ async fn load_file(
             };
             sink.as_mut().finish().await?;
             let merged = transaction
-                .query_one(MERGE_STAGED_LINES, &[&load_id])
+                .query_one(MERGE_STAGED_LINES, &[&load_id, &display_path, &hash])
                 .await?;
             let new_events = merged.get::<_, i64>(0) as u64;
             let batch_counts = LineCounts {
@@ -365,9 +619,14 @@ async fn load_file(
         path: display_path,
         status: "loaded".into(),
         load_id: Some(load_id),
-        lines_resumed: 0,
+        lines_resumed,
         counts,
-        note: (!ends_with_newline).then(|| "the last line has no final newline".to_owned()),
+        note: match (note, ends_with_newline) {
+            (Some(note), true) => Some(note),
+            (Some(note), false) => Some(format!("{note}; the last line has no final newline")),
+            (None, false) => Some("the last line has no final newline".to_owned()),
+            (None, true) => None,
+        },
     })
 }
 
@@ -385,14 +644,13 @@ async fn mark_failed(client: &Client, load_id: i64) {
 
 /// The reader thread: lines → outcomes → binary COPY rows, cut into batches and chunks.
 fn read_and_encode(
-    input: Box<dyn BufRead + Send>,
+    mut reader: LineReader<Box<dyn BufRead + Send>>,
     cleaner: &Cleaner,
     options: &LoadOptions,
     sender: &mpsc::Sender<ReaderMessage>,
     progress: &ProgressBar,
 ) {
     let send = |message: ReaderMessage| sender.blocking_send(message).is_ok();
-    let mut reader = LineReader::new(input, options.max_line_bytes);
     let mut buffer = BytesMut::with_capacity(CHUNK_BYTES + 64 * 1024);
     let mut batch = BatchProgress::default();
     write_copy_header(&mut buffer);
@@ -537,4 +795,241 @@ fn encode_reject(
     }
     put_bytes(buffer, raw);
     put_i64(buffer, length as i64);
+}
+
+/// Takes one load back: deletes its events and rejects and its ledger row, and queues the
+/// report keys that change (the removed events' keys and their same-id / window neighbours).
+const UNLOAD: &str = "
+with removed as (
+    delete from elt.events
+    where load_id = $1
+    returning event_id, event_type, customer_id, user_id, fired_at
+),
+settings as (
+    select make_interval(secs => click_through_window_seconds) as click_through_window
+    from elt.settings
+),
+removed_page_loads as (
+    select * from removed where event_type = 'ReferralPageLoad'
+),
+stale_keys as (
+    select customer_id, date_trunc('hour', fired_at, 'UTC') as hour
+    from removed
+    union
+    select clicks.customer_id, date_trunc('hour', clicks.fired_at, 'UTC')
+    from removed_page_loads
+    inner join elt.events as clicks
+        on clicks.event_id = removed_page_loads.event_id
+        and clicks.event_type = 'ReferralRecommendClick'
+        and clicks.customer_id = removed_page_loads.customer_id
+        and clicks.user_id = removed_page_loads.user_id
+        and clicks.fired_at >= removed_page_loads.fired_at
+    union
+    select clicks.customer_id, date_trunc('hour', clicks.fired_at, 'UTC')
+    from removed_page_loads
+    cross join settings
+    inner join elt.events as clicks
+        on clicks.customer_id = removed_page_loads.customer_id
+        and clicks.fired_at >= removed_page_loads.fired_at
+        and clicks.fired_at <= removed_page_loads.fired_at + settings.click_through_window
+        and clicks.user_id = removed_page_loads.user_id
+        and clicks.event_type = 'ReferralRecommendClick'
+),
+queued as (
+    insert into elt.stale_keys (customer_id, hour)
+    select customer_id, hour from stale_keys
+    on conflict (customer_id, hour) do nothing
+    returning 1
+)
+select (select count(*) from removed) as removed_events, (select count(*) from queued) as queued_keys";
+
+/// What `unload` removed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UnloadSummary {
+    pub load_id: i64,
+    pub path: String,
+    pub removed_events: i64,
+    pub removed_rejects: i64,
+    pub queued_keys: i64,
+    /// Later loads that counted duplicates: some may have duplicated this load's events, which
+    /// stay absent until those files are loaded again with --force.
+    pub later_loads_with_duplicates: Vec<i64>,
+}
+
+/// Removes what load `load_id` added, in one transaction.
+pub async fn unload(client: &mut Client, load_id: i64) -> Result<UnloadSummary> {
+    let transaction = client.transaction().await?;
+    let ledger = transaction
+        .query_opt(
+            "select path from elt.loads where load_id = $1 for update",
+            &[&load_id],
+        )
+        .await?
+        .ok_or_else(|| anyhow!("there is no load {load_id} (see `campaign-elt status`)"))?;
+    let path: String = ledger.get(0);
+    let removed = transaction
+        .query_one(UNLOAD, &[&load_id])
+        .await
+        .context("cannot remove the load's events")?;
+    let removed_rejects = transaction
+        .execute("delete from elt.rejects where load_id = $1", &[&load_id])
+        .await?;
+    let later: Vec<i64> = transaction
+        .query(
+            "select load_id from elt.loads where load_id > $1 and duplicates > 0 order by load_id",
+            &[&load_id],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    transaction
+        .execute("delete from elt.loads where load_id = $1", &[&load_id])
+        .await?;
+    transaction.commit().await?;
+    Ok(UnloadSummary {
+        load_id,
+        path,
+        removed_events: removed.get(0),
+        removed_rejects: removed_rejects as i64,
+        queued_keys: removed.get(1),
+        later_loads_with_duplicates: later,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fingerprint(size: i64, hash: u8, prefix_hash: Option<u8>) -> Fingerprint {
+        Fingerprint {
+            size,
+            hash: vec![hash],
+            prefix_hash: prefix_hash.map(|h| vec![h]),
+        }
+    }
+
+    fn entry(
+        load_id: i64,
+        status: &str,
+        size: i64,
+        hash: u8,
+        committed_line: i64,
+        ends_with_newline: bool,
+    ) -> LedgerEntry {
+        LedgerEntry {
+            load_id,
+            status: status.into(),
+            size_bytes: Some(size),
+            content_hash: Some(vec![hash]),
+            committed_offset: size / 2,
+            committed_line_number: committed_line,
+            first_line_number: 1,
+            ends_with_newline: Some(ends_with_newline),
+        }
+    }
+
+    #[test]
+    fn loaded_content_is_skipped_unless_forced() {
+        let loaded = entry(3, "loaded", 100, 7, 10, true);
+        let plan = plan_load(
+            &fingerprint(100, 7, None),
+            &[],
+            std::slice::from_ref(&loaded),
+            false,
+        );
+        assert!(matches!(plan, LoadPlan::Skip { load_id: 3, .. }));
+        assert_eq!(
+            plan_load(&fingerprint(100, 7, None), &[], &[loaded], true),
+            LoadPlan::Fresh
+        );
+    }
+
+    #[test]
+    fn an_interrupted_load_resumes_after_its_last_committed_batch() {
+        let interrupted = entry(4, "loading", 100, 7, 10, true);
+        let plan = plan_load(&fingerprint(100, 7, None), &[], &[interrupted], false);
+        assert_eq!(
+            plan,
+            LoadPlan::Resume {
+                load_id: 4,
+                offset: 50,
+                next_line_number: 11,
+                lines_resumed: 10
+            }
+        );
+    }
+
+    #[test]
+    fn a_grown_file_loads_only_its_tail() {
+        let earlier = entry(5, "loaded", 100, 7, 10, true);
+        let plan = plan_load(
+            &fingerprint(150, 8, Some(7)),
+            std::slice::from_ref(&earlier),
+            &[],
+            false,
+        );
+        assert_eq!(
+            plan,
+            LoadPlan::Tail {
+                offset: 50,
+                next_line_number: 11,
+                previous_load_id: 5
+            }
+        );
+        // Different old content: load it whole (deduplicated).
+        assert_eq!(
+            plan_load(&fingerprint(150, 8, Some(9)), &[earlier], &[], false),
+            LoadPlan::Fresh
+        );
+    }
+
+    #[test]
+    fn a_grown_file_whose_last_line_had_no_newline_is_left_alone() {
+        let earlier = entry(5, "loaded", 100, 7, 10, false);
+        let plan = plan_load(
+            &fingerprint(150, 8, Some(7)),
+            std::slice::from_ref(&earlier),
+            &[],
+            false,
+        );
+        assert!(
+            matches!(plan, LoadPlan::Skip { load_id: 5, ref note } if note.contains("--force")),
+            "{plan:?}"
+        );
+        assert_eq!(
+            plan_load(&fingerprint(150, 8, Some(7)), &[earlier], &[], true),
+            LoadPlan::Fresh
+        );
+    }
+
+    #[test]
+    fn encodes_binary_copy_rows() {
+        let mut buffer = BytesMut::new();
+        write_copy_header(&mut buffer);
+        assert_eq!(&buffer[..11], b"PGCOPY\n\xff\r\n\0");
+        buffer.clear();
+        encode_event(
+            &mut buffer,
+            7,
+            "id",
+            "ReferralPageLoad",
+            1,
+            2,
+            POSTGRES_EPOCH_MICROS + 5,
+        );
+        assert_eq!(i16::from_be_bytes([buffer[0], buffer[1]]), STAGED_COLUMNS);
+        // line_number: length 8, value 7
+        assert_eq!(&buffer[2..6], &8i32.to_be_bytes());
+        assert_eq!(&buffer[6..14], &7i64.to_be_bytes());
+        // four trailing NULLs
+        assert!(buffer.ends_with(&[0xff; 16]));
+        buffer.clear();
+        encode_reject(&mut buffer, 1, "invalid_json", "bad\0detail", b"\xff", 1);
+        let text = String::from_utf8_lossy(&buffer);
+        assert!(
+            text.contains("bad\\u0000detail"),
+            "NUL escaped in the detail"
+        );
+    }
 }

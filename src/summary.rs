@@ -82,6 +82,7 @@ pub struct RunSummary {
     pub files_loaded: u64,
     pub files_skipped: u64,
     pub lines_resumed: u64,
+    pub unloaded: Option<crate::load::UnloadSummary>,
     pub refresh: Option<RefreshSummary>,
     pub refresh_error: Option<String>,
     pub data_test_failures: Vec<DataTestFailure>,

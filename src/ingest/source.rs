@@ -18,3 +18,8 @@ pub fn open_input(path: &Path) -> Result<Box<dyn BufRead + Send>> {
 pub fn is_stdin(path: &Path) -> bool {
     path.as_os_str() == "-"
 }
+
+/// Whether `path` is read through gunzip.
+pub fn is_compressed(path: &Path) -> bool {
+    path.extension().is_some_and(|ext| ext == "gz")
+}
