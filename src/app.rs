@@ -7,11 +7,13 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio_postgres::Client;
 
+use crate::check;
 use crate::cli::{Cli, Command, GenerateArgs, LoadArgs, SettingsArgs};
 use crate::config::connection::{self, ConnectionSettings};
 use crate::db::{self, LockOutcome};
 use crate::exit::{self, LockHeld};
 use crate::generate::{self, GenerateOptions};
+use crate::ingest::clean::Cleaner;
 use crate::load::{self, LoadOptions};
 use crate::report;
 use crate::settings::{self, PinnedSettings, RequestedSettings};
@@ -24,6 +26,19 @@ pub async fn execute(cli: &Cli, stdout: &mut dyn Write) -> Result<i32> {
     let global = &cli.global;
     match &cli.command {
         Command::Generate(args) => return generate_command(args, stdout),
+        Command::Check(args) => {
+            let started = Instant::now();
+            let settings = requested_settings(&args.settings).apply_to(&Default::default());
+            settings.validate()?;
+            let cleaner = Cleaner::new(settings.accepted_event_types.clone(), settings.zone());
+            let mut summary = RunSummary::new("check");
+            for path in &args.files {
+                summary.add_file(check::check_file(path, &cleaner, args.max_line_bytes)?);
+            }
+            summary.elapsed_seconds = started.elapsed().as_secs_f64();
+            report_summary(cli, &summary, stdout)?;
+            return Ok(exit::SUCCESS);
+        }
         Command::Migrate => {
             let mut client = open(cli).await?;
             let applied = db::migrate(&mut client).await?;
@@ -118,12 +133,17 @@ pub async fn execute(cli: &Cli, stdout: &mut dyn Write) -> Result<i32> {
     if db::acquire_run_lock(&client, !global.no_wait).await? == LockOutcome::HeldByAnotherRun {
         return Err(LockHeld.into());
     }
+    let step = Instant::now();
     db::migrate(&mut client).await?;
+    let migrate_seconds = step.elapsed().as_secs_f64();
     let pinned = settings::pin(&client, &requested_settings(settings_args), full_refresh).await?;
     let run_id = start_run(&client, command_name).await?;
 
     let mut summary = RunSummary::new(command_name);
     summary.run_id = Some(run_id);
+    summary
+        .step_seconds
+        .insert("migrate".into(), migrate_seconds);
     let steps = Steps {
         load: load_args,
         unload: unload_id,
@@ -177,6 +197,7 @@ async fn run_steps(
 ) -> Result<i32> {
     let (load_args, views, full_refresh) = (steps.load, steps.views, steps.full_refresh);
     if let Some(load_id) = steps.unload {
+        let step = Instant::now();
         let unloaded = load::unload(client, load_id).await?;
         eprintln!(
             "unloaded load {} ({}): {} event(s) and {} reject(s) removed, {} report key(s) to refresh",
@@ -190,6 +211,9 @@ async fn run_steps(
             );
         }
         summary.unloaded = Some(unloaded);
+        summary
+            .step_seconds
+            .insert("unload".into(), step.elapsed().as_secs_f64());
     }
     if let Some(args) = load_args {
         let options = LoadOptions {
@@ -197,6 +221,7 @@ async fn run_steps(
             max_line_bytes: args.max_line_bytes,
             force: args.force,
         };
+        let step = Instant::now();
         let progress = progress_bar(cli);
         let files = load::load_files(
             client,
@@ -211,6 +236,9 @@ async fn run_steps(
         for file in files? {
             summary.add_file(file);
         }
+        summary
+            .step_seconds
+            .insert("load".into(), step.elapsed().as_secs_f64());
     }
     if let Some(views) = views {
         let options = RefreshOptions {
@@ -227,9 +255,16 @@ async fn run_steps(
             }
             Err(error) => return Err(error),
         }
+        summary
+            .step_seconds
+            .insert("refresh".into(), step.elapsed().as_secs_f64());
         if summary.refresh_error.is_none() {
+            let step = Instant::now();
             summary.data_tests_run = views.tests.len() as u64;
             summary.data_test_failures = transform::run_data_tests(client, views).await?;
+            summary
+                .step_seconds
+                .insert("data_tests".into(), step.elapsed().as_secs_f64());
         }
     }
     if summary.refresh_error.is_some() {

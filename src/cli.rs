@@ -67,6 +67,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Run the SQL data tests (views/tests) against the current reports.
     Test,
+    /// Classify the lines of files without a database: counts and reject reasons (a dry run).
+    Check(CheckArgs),
     /// Print a report relation as a table, CSV or JSON.
     Report(ReportArgs),
     /// Write synthetic referral event logs (deterministic by seed).
@@ -144,6 +146,20 @@ pub struct RunArgs {
     /// Rebuild every report relation from all events (needed after a settings change).
     #[arg(long)]
     pub full_refresh: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// Input files: JSON lines, `.gz` read transparently, `-` for standard input.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+
+    /// Longest accepted line in bytes; longer lines are rejected as line_too_long.
+    #[arg(long, default_value_t = crate::load::DEFAULT_MAX_LINE_BYTES, value_name = "BYTES")]
+    pub max_line_bytes: usize,
 }
 
 #[derive(Debug, Clone, Args)]

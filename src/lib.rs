@@ -5,6 +5,7 @@
 //! [`load`] (binary COPY, batches, ledger) → [`transform`] (the SQL in `views/`) → [`report`].
 
 pub mod app;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -51,7 +51,7 @@ pub struct RequestedSettings {
 }
 
 impl RequestedSettings {
-    fn apply_to(&self, base: &ReportSettings) -> ReportSettings {
+    pub fn apply_to(&self, base: &ReportSettings) -> ReportSettings {
         ReportSettings {
             click_through_window_seconds: self
                 .click_through_window_seconds

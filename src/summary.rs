@@ -88,6 +88,8 @@ pub struct RunSummary {
     pub data_test_failures: Vec<DataTestFailure>,
     pub data_tests_run: u64,
     pub exit_code: i32,
+    /// Wall-clock seconds per step (`migrate`, `load`, `unload`, `refresh`, `data_tests`).
+    pub step_seconds: BTreeMap<String, f64>,
     pub elapsed_seconds: f64,
 }
 
@@ -115,7 +117,20 @@ impl RunSummary {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let totals = &self.totals;
-        if !self.files.is_empty() || self.command != "refresh" {
+        if self.command == "check" {
+            let _ = writeln!(
+                out,
+                "{} file(s) checked, lines {}: valid {}, rejected {}, blank {}",
+                self.files.len(),
+                totals.lines,
+                totals.loaded,
+                totals.rejected,
+                totals.blank
+            );
+            for (reason, count) in &totals.rejected_by_reason {
+                let _ = writeln!(out, "  rejected {reason}: {count}");
+            }
+        } else if !self.files.is_empty() || self.command == "load" || self.command == "run" {
             let _ = writeln!(
                 out,
                 "{} file(s) loaded, {} skipped (already loaded), {} line(s) resumed past",
