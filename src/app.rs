@@ -244,6 +244,7 @@ async fn run_steps(
         let options = RefreshOptions {
             full_refresh: full_refresh || pinned.changed,
         };
+        let step = Instant::now();
         match transform::refresh(client, views, Some(run_id), options).await {
             Ok(refresh) => summary.refresh = Some(refresh),
             Err(error) if load_args.is_some() => {
