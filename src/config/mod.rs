@@ -3,3 +3,4 @@
 pub mod connection;
 mod conninfo;
 mod pgpass;
+mod tls;
