@@ -1,19 +1,4 @@
 //! Resolves the database connection like psql does: URL, `DATABASE_URL`, libpq variables, `.pgpass`.
-//!
-//! Supported subset of libpq (everything else is an error, not silently ignored):
-//! - the connection string comes from `--database-url`, else `DATABASE_URL`; it is a
-//!   `postgres://` / `postgresql://` URL or a `key=value` string;
-//! - its values win; these variables fill in what it leaves unset: `PGHOST` (a name, an address or
-//!   a Unix-socket directory starting with `/`), `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`,
-//!   `PGSSLMODE`, `PGSSLROOTCERT`, `PGPASSFILE`, `PGCONNECT_TIMEOUT`, `PGAPPNAME`; an empty
-//!   variable counts as unset;
-//! - defaults: host = the socket directory `/var/run/postgresql` if it exists (Debian's libpq),
-//!   else `/tmp` (upstream libpq); port 5432; user = `USER`, else `LOGNAME`, else `postgres`;
-//!   dbname = user; application_name `campaign-elt`;
-//! - without a password, the first matching line of `PGPASSFILE` or `~/.pgpass` (ignored with a
-//!   warning if group or others can read it);
-//! - sslmode disable, allow, prefer (default), require, verify-ca, verify-full; sslrootcert is a
-//!   PEM file (default `~/.postgresql/root.crt`) or `system`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -133,6 +118,24 @@ const LIBPQ_VARIABLES: [(&str, &str); 10] = [
 
 /// Resolves the connection from an explicit URL (`--database-url`), else `DATABASE_URL`, else the
 /// libpq variables and defaults. `env` looks up an environment variable (injected for tests).
+///
+/// The supported subset of libpq:
+/// - the connection string comes from `--database-url`, else `DATABASE_URL`; it is a
+///   `postgres://` / `postgresql://` URL or a `key=value` string;
+/// - its values win; these variables fill in what it leaves unset: `PGHOST` (a name, an address or
+///   a Unix-socket directory starting with `/`), `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`,
+///   `PGSSLMODE`, `PGSSLROOTCERT`, `PGPASSFILE`, `PGCONNECT_TIMEOUT`, `PGAPPNAME`; an empty
+///   variable counts as unset;
+/// - defaults: host = the socket directory `/var/run/postgresql` if it exists (Debian's libpq),
+///   else `/tmp` (upstream libpq); port 5432; user = `USER`, else `LOGNAME`, else `postgres`;
+///   dbname = user; application_name `campaign-elt`;
+/// - without a password, the first matching line of `PGPASSFILE` or `~/.pgpass` (ignored with a
+///   warning if group or others can read it);
+/// - sslmode disable, allow, prefer (default), require, verify-ca, verify-full; sslrootcert is a
+///   PEM file (default `~/.postgresql/root.crt`) or `system`;
+/// - other keywords (`options`, `hostaddr`, `keepalives`, `target_session_attrs`, ...) go to
+///   tokio-postgres, which rejects those it does not know (`sslcert`, `service`, ...); other `PG*`
+///   variables are not read.
 pub fn resolve(
     database_url: Option<&str>,
     env: &dyn Fn(&str) -> Option<String>,

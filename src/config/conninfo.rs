@@ -1,6 +1,4 @@
 //! Splits a libpq connection string (`postgres://` URL or `key=value` list) into its parameters.
-//!
-//! Error messages never quote the input: it may hold a password.
 
 use anyhow::{bail, Result};
 
@@ -8,6 +6,8 @@ use anyhow::{bail, Result};
 pub(crate) type Params = Vec<(String, String)>;
 
 /// Parses a `postgres://` / `postgresql://` URL or a `key=value` connection string.
+///
+/// Error messages never quote the input: it may hold a password.
 pub(crate) fn parse(s: &str) -> Result<Params> {
     if let Some(rest) = s
         .strip_prefix("postgresql://")
