@@ -185,7 +185,31 @@ pub async fn load_files(
         .with_context(|| format!("cannot load {}", path.display()))?;
         summaries.push(summary);
     }
+    let loaded: u64 = summaries.iter().map(|summary| summary.counts.loaded).sum();
+    refresh_statistics(client, loaded).await?;
     Ok(summaries)
+}
+
+/// Analyzes the events table when a load changed it by more than a tenth, so that the
+/// refresh right after it plans with the indexes (autovacuum would analyze it only later).
+async fn refresh_statistics(client: &Client, loaded: u64) -> Result<()> {
+    if loaded == 0 {
+        return Ok(());
+    }
+    let estimated: f32 = client
+        .query_one(
+            "select reltuples from pg_catalog.pg_class where oid = 'elt.events'::regclass",
+            &[],
+        )
+        .await?
+        .get(0);
+    if estimated <= 0.0 || loaded as f64 > 0.1 * estimated as f64 {
+        client
+            .batch_execute("analyze elt.events")
+            .await
+            .context("cannot analyze elt.events")?;
+    }
+    Ok(())
 }
 
 /// Size and content hash of a file, plus the hash of its first `prefix_bytes` bytes when asked

@@ -10,13 +10,22 @@ const DIRTY: &str = "first_night.jsonl";
 
 #[test]
 fn bad_flags_are_a_usage_error() {
-    let output = campaign_elt().args(["run", "--no-such-flag", "x.jsonl"]).output().unwrap();
+    let output = campaign_elt()
+        .args(["run", "--no-such-flag", "x.jsonl"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let output = campaign_elt().args(["run"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2), "run needs files");
-    let output = campaign_elt().args(["run", "--max-rejected", "lots", "x.jsonl"]).output().unwrap();
+    let output = campaign_elt()
+        .args(["run", "--max-rejected", "lots", "x.jsonl"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
-    let output = campaign_elt().args(["run", "--click-through-window-seconds", "-5", "x.jsonl"]).output().unwrap();
+    let output = campaign_elt()
+        .args(["run", "--click-through-window-seconds", "-5", "x.jsonl"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
 }
 
@@ -25,7 +34,10 @@ fn help_documents_every_command() {
     let output = campaign_elt().arg("--help").output().unwrap();
     assert_eq!(output.status.code(), Some(0));
     let help = String::from_utf8_lossy(&output.stdout);
-    for command in ["migrate", "load", "refresh", "run", "status", "unload", "test", "check", "report", "generate"] {
+    for command in [
+        "migrate", "load", "refresh", "run", "status", "unload", "test", "check", "report",
+        "generate",
+    ] {
         assert!(help.contains(command), "{command} missing from --help");
     }
 }
@@ -33,7 +45,12 @@ fn help_documents_every_command() {
 #[test]
 fn an_unreachable_database_is_an_error_without_the_password() {
     let output = campaign_elt()
-        .args(["run", "--database-url", "postgresql://someone:s3cret-pw@127.0.0.1:1/nowhere", &fixture(DIRTY)])
+        .args([
+            "run",
+            "--database-url",
+            "postgresql://someone:s3cret-pw@127.0.0.1:1/nowhere",
+            &fixture(DIRTY),
+        ])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
@@ -55,36 +72,101 @@ async fn an_unreadable_input_is_an_error() {
 async fn too_many_rejects_exit_3_but_keep_the_load() {
     let db = TestDatabase::new().await;
     // 13 of 34 lines are rejected.
-    db.run_expecting(3, &["run", "--max-line-bytes", "2048", "--max-rejected", "12", &fixture(DIRTY)]);
+    db.run_expecting(
+        3,
+        &[
+            "run",
+            "--max-line-bytes",
+            "2048",
+            "--max-rejected",
+            "12",
+            &fixture(DIRTY),
+        ],
+    );
     let client = db.client().await;
-    let events: i64 = client.query_one("select count(*) from elt.events", &[]).await.unwrap().get(0);
+    let events: i64 = client
+        .query_one("select count(*) from elt.events", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(events, 17, "the loaded events stay");
     let fresh = TestDatabase::new().await;
-    fresh.run_expecting(0, &["run", "--max-line-bytes", "2048", "--max-rejected", "13", &fixture(DIRTY)]);
+    fresh.run_expecting(
+        0,
+        &[
+            "run",
+            "--max-line-bytes",
+            "2048",
+            "--max-rejected",
+            "13",
+            &fixture(DIRTY),
+        ],
+    );
     let percent = TestDatabase::new().await;
-    percent.run_expecting(3, &["run", "--max-line-bytes", "2048", "--max-rejected", "30%", &fixture(DIRTY)]);
+    percent.run_expecting(
+        3,
+        &[
+            "run",
+            "--max-line-bytes",
+            "2048",
+            "--max-rejected",
+            "30%",
+            &fixture(DIRTY),
+        ],
+    );
     let percent = TestDatabase::new().await;
-    percent.run_expecting(0, &["run", "--max-line-bytes", "2048", "--max-rejected", "40%", &fixture(DIRTY)]);
+    percent.run_expecting(
+        0,
+        &[
+            "run",
+            "--max-line-bytes",
+            "2048",
+            "--max-rejected",
+            "40%",
+            &fixture(DIRTY),
+        ],
+    );
 }
 
 #[tokio::test]
 async fn a_failing_data_test_exits_4_and_keeps_the_events() {
     let db = TestDatabase::new().await;
     let views = tempfile::tempdir().unwrap();
-    copy_dir(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/views")), views.path());
+    copy_dir(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/views")),
+        views.path(),
+    );
     std::fs::write(
         views.path().join("tests/no_customer_three.sql"),
         "-- fails when customer 3 has page loads\nselect * from reports.page_loads where customer_id = 3\n",
     )
     .unwrap();
     let views_dir = views.path().to_str().unwrap();
-    let output = db.run_expecting(4, &["run", "--json", "--views-dir", views_dir, "--max-line-bytes", "2048", &fixture(DIRTY)]);
+    let output = db.run_expecting(
+        4,
+        &[
+            "run",
+            "--json",
+            "--views-dir",
+            views_dir,
+            "--max-line-bytes",
+            "2048",
+            &fixture(DIRTY),
+        ],
+    );
     let summary = stdout_json(&output);
-    assert_eq!(summary["data_test_failures"][0]["name"], "no_customer_three");
+    assert_eq!(
+        summary["data_test_failures"][0]["name"],
+        "no_customer_three"
+    );
     assert_eq!(summary["data_test_failures"][0]["offending_rows"], 2);
     assert!(String::from_utf8_lossy(&output.stderr).contains("no_customer_three"));
     let client = db.client().await;
-    let events: i64 = client.query_one("select count(*) from elt.events", &[]).await.unwrap().get(0);
+    let events: i64 = client
+        .query_one("select count(*) from elt.events", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(events, 17);
     // The test command says the same.
     db.run_expecting(4, &["test", "--views-dir", views_dir]);
@@ -95,19 +177,33 @@ async fn a_failing_data_test_exits_4_and_keeps_the_events() {
 async fn a_held_lock_exits_5_with_no_wait_and_waits_without() {
     let db = TestDatabase::new().await;
     let holder = db.client().await;
-    holder.execute("select pg_advisory_lock($1)", &[&campaign_elt::db::RUN_LOCK_KEY]).await.unwrap();
+    holder
+        .execute(
+            "select pg_advisory_lock($1)",
+            &[&campaign_elt::db::RUN_LOCK_KEY],
+        )
+        .await
+        .unwrap();
     let output = db.run_expecting(5, &["run", "--no-wait", &fixture("second_night.jsonl")]);
     assert!(String::from_utf8_lossy(&output.stderr).contains("lock"));
 
     // Without --no-wait the second run waits for the first and then completes.
     let mut waiting = campaign_elt()
-        .args(["run", "--database-url", &db.url, &fixture("second_night.jsonl")])
+        .args([
+            "run",
+            "--database-url",
+            &db.url,
+            &fixture("second_night.jsonl"),
+        ])
         .spawn()
         .unwrap();
     let mut waited = false;
     for _ in 0..100 {
         let blocked: i64 = holder
-            .query_one("select count(*) from pg_locks where locktype = 'advisory' and not granted", &[])
+            .query_one(
+                "select count(*) from pg_locks where locktype = 'advisory' and not granted",
+                &[],
+            )
             .await
             .unwrap()
             .get(0);
@@ -119,10 +215,22 @@ async fn a_held_lock_exits_5_with_no_wait_and_waits_without() {
     }
     assert!(waited, "the second run should wait for the lock");
     assert!(waiting.try_wait().unwrap().is_none(), "still waiting");
-    holder.execute("select pg_advisory_unlock($1)", &[&campaign_elt::db::RUN_LOCK_KEY]).await.unwrap();
-    let status = tokio::task::spawn_blocking(move || waiting.wait().unwrap()).await.unwrap();
+    holder
+        .execute(
+            "select pg_advisory_unlock($1)",
+            &[&campaign_elt::db::RUN_LOCK_KEY],
+        )
+        .await
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || waiting.wait().unwrap())
+        .await
+        .unwrap();
     assert_eq!(status.code(), Some(0));
-    let events: i64 = holder.query_one("select count(*) from elt.events", &[]).await.unwrap().get(0);
+    let events: i64 = holder
+        .query_one("select count(*) from elt.events", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(events, 4);
 }
 
@@ -137,25 +245,45 @@ async fn sigterm_and_sigint_roll_back_the_open_batch() {
             .spawn()
             .unwrap();
         let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(&std::fs::read(fixture("second_night.jsonl")).unwrap()).unwrap();
+        stdin
+            .write_all(&std::fs::read(fixture("second_night.jsonl")).unwrap())
+            .unwrap();
         stdin.write_all(b"\n").unwrap();
         stdin.flush().unwrap();
         let client = db.client().await;
         // Wait until the run has started its load (the ledger row exists), then signal it.
         for _ in 0..100 {
-            let loads: i64 = client.query_one("select count(*) from elt.loads", &[]).await.unwrap().get(0);
+            let loads: i64 = client
+                .query_one("select count(*) from elt.loads", &[])
+                .await
+                .unwrap()
+                .get(0);
             if loads > 0 {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        let killed = std::process::Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
+        let killed = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(killed.success());
-        let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+        let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+            .await
+            .unwrap();
         drop(stdin);
-        assert_eq!(output.status.code(), Some(code), "{}", String::from_utf8_lossy(&output.stderr));
-        let events: i64 = client.query_one("select count(*) from elt.events", &[]).await.unwrap().get(0);
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let events: i64 = client
+            .query_one("select count(*) from elt.events", &[])
+            .await
+            .unwrap()
+            .get(0);
         assert_eq!(events, 0, "the open batch was rolled back");
     }
 }
@@ -172,9 +300,18 @@ async fn libpq_variables_are_used_when_no_url_is_given() {
         .env("PGPASSWORD", "unused-trust-auth-secret")
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(stdout_json(&output)["totals"]["loaded"], 4);
-    let all_output = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let all_output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(!all_output.contains("unused-trust-auth-secret"));
 }
 
@@ -182,11 +319,23 @@ async fn libpq_variables_are_used_when_no_url_is_given() {
 async fn changed_report_settings_are_refused_unless_full_refresh() {
     let db = TestDatabase::new().await;
     db.run_expecting(0, &["run", "--max-line-bytes", "2048", &fixture(DIRTY)]);
-    let output = db.run_expecting(1, &["run", "--click-through-window-seconds", "400", &fixture("second_night.jsonl")]);
+    let output = db.run_expecting(
+        1,
+        &[
+            "run",
+            "--click-through-window-seconds",
+            "400",
+            &fixture("second_night.jsonl"),
+        ],
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--full-refresh"), "{stderr}");
     let client = db.client().await;
-    let events: i64 = client.query_one("select count(*) from elt.events", &[]).await.unwrap().get(0);
+    let events: i64 = client
+        .query_one("select count(*) from elt.events", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(events, 17, "nothing was loaded by the refused run");
     // The environment variable of the original solution works too; a full refresh applies it.
     let output = campaign_elt()
@@ -194,10 +343,18 @@ async fn changed_report_settings_are_refused_unless_full_refresh() {
         .env("CLICK_THROUGH_WINDOW_SECONDS", "400")
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     // c2 (301 s after its page load) is related with a 400 s window.
     let rows = report_rows(&client).await;
-    assert!(rows.contains(&"click_through_rate|1|2022-01-01 01:00|3|4|1.333333".to_owned()), "{rows:#?}");
+    assert!(
+        rows.contains(&"click_through_rate|1|2022-01-01 01:00|3|4|1.333333".to_owned()),
+        "{rows:#?}"
+    );
     // Later runs without the flag keep the stored window.
     db.run_expecting(0, &["run", &fixture("second_night.jsonl")]);
     let window: i32 = client
@@ -214,13 +371,38 @@ async fn reports_print_as_table_csv_and_json_with_filters() {
     db.run_expecting(0, &["run", "--max-line-bytes", "2048", &fixture(DIRTY)]);
     let table = db.run_expecting(0, &["report", "click_through_rate", "--customer-id", "1"]);
     let table = String::from_utf8_lossy(&table.stdout);
-    assert!(table.contains("related_clicks") && table.contains("2 row(s)"), "{table}");
-    let csv = db.run_expecting(0, &["report", "page_loads", "--format", "csv", "--from", "2022-01-01", "--to", "2022-01-01T01:00:00Z"]);
+    assert!(
+        table.contains("related_clicks") && table.contains("2 row(s)"),
+        "{table}"
+    );
+    let csv = db.run_expecting(
+        0,
+        &[
+            "report",
+            "page_loads",
+            "--format",
+            "csv",
+            "--from",
+            "2022-01-01",
+            "--to",
+            "2022-01-01T01:00:00Z",
+        ],
+    );
     assert_eq!(
         String::from_utf8_lossy(&csv.stdout),
         "customer_id,hour,page_loads\n1,2022-01-01T00:00:00+00:00,1\n3,2022-01-01T00:00:00+00:00,1\n"
     );
-    let json = db.run_expecting(0, &["report", "reports.clicks", "--format", "json", "--customer-id", "2"]);
+    let json = db.run_expecting(
+        0,
+        &[
+            "report",
+            "reports.clicks",
+            "--format",
+            "json",
+            "--customer-id",
+            "2",
+        ],
+    );
     let rows = stdout_json(&json);
     assert_eq!(rows.as_array().unwrap().len(), 1);
     assert_eq!(rows[0]["clicks"], 1);
@@ -232,11 +414,21 @@ async fn status_shows_ledger_stale_keys_rejects_and_freshness() {
     let db = TestDatabase::new().await;
     db.run_expecting(0, &["load", "--max-line-bytes", "2048", &fixture(DIRTY)]);
     let status = stdout_json(&db.run_expecting(0, &["status", "--json"]));
-    assert!(status["stale_keys"].as_i64().unwrap() > 0, "load leaves keys for refresh: {status}");
+    assert!(
+        status["stale_keys"].as_i64().unwrap() > 0,
+        "load leaves keys for refresh: {status}"
+    );
     assert_eq!(status["events"], 17);
-    assert!(status["newest_fired_at"].as_str().unwrap().starts_with("2022-01-01 06:03:00"));
+    assert!(status["newest_fired_at"]
+        .as_str()
+        .unwrap()
+        .starts_with("2022-01-01 06:03:00"));
     assert_eq!(status["loads"][0]["rejected"], 13);
-    assert!(status["rejects_by_reason"].as_array().unwrap().iter().any(|r| r["reason"] == "invalid_utf8"));
+    assert!(status["rejects_by_reason"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["reason"] == "invalid_utf8"));
     db.run_expecting(0, &["refresh"]);
     let status = stdout_json(&db.run_expecting(0, &["status", "--json"]));
     assert_eq!(status["stale_keys"], 0);
@@ -247,14 +439,23 @@ async fn status_shows_ledger_stale_keys_rejects_and_freshness() {
 #[tokio::test]
 async fn check_classifies_without_a_database() {
     let output = campaign_elt()
-        .args(["check", "--json", "--max-line-bytes", "2048", &fixture(DIRTY)])
+        .args([
+            "check",
+            "--json",
+            "--max-line-bytes",
+            "2048",
+            &fixture(DIRTY),
+        ])
         .env("PGHOST", "/nonexistent")
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(0));
     let summary = stdout_json(&output);
     assert_eq!(summary["totals"]["lines"], 34);
-    assert_eq!(summary["totals"]["loaded"], 19, "valid lines (loaded or duplicate)");
+    assert_eq!(
+        summary["totals"]["loaded"], 19,
+        "valid lines (loaded or duplicate)"
+    );
     assert_eq!(summary["totals"]["rejected"], 13);
 }
 

@@ -1,0 +1,495 @@
+//! Night after night: ledger, growth, resume after a kill, unload, incremental bounds and the
+//! incremental == one run == full refresh invariant (SPEC §4, issue 3).
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+
+use common::{assert_rows_eq, campaign_elt, fixture, report_rows, stdout_json, TestDatabase};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+
+fn event_line(id: &str, customer: i64, user: i64, fired_at: &str, event_type: &str) -> String {
+    format!(
+        r#"{{"event_id":"{id}","customer_id":{customer},"fired_at":"{fired_at}","user_id":{user},"event_type":"{event_type}","ip":"10.1.2.3","email":"x@example.org"}}"#
+    )
+}
+
+fn write_file(path: &Path, lines: &[String], final_newline: bool) {
+    let mut text = lines.join("\n");
+    if final_newline && !lines.is_empty() {
+        text.push('\n');
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+fn generate(path: &Path, args: &[&str]) {
+    let output = campaign_elt()
+        .args(["generate", "--output", path.to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "generate failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_grown_file_loads_only_its_new_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let first: Vec<String> = (0..6)
+        .map(|i| {
+            event_line(
+                &format!("p{i}"),
+                1,
+                i,
+                &format!("01/01/2022, 00:0{i}:00"),
+                "ReferralPageLoad",
+            )
+        })
+        .collect();
+    let more: Vec<String> = (0..4)
+        .map(|i| {
+            event_line(
+                &format!("p{i}"),
+                1,
+                i,
+                &format!("01/01/2022, 00:1{i}:00"),
+                "ReferralRecommendClick",
+            )
+        })
+        .collect();
+    write_file(&path, &first, true);
+    let grown = TestDatabase::new().await;
+    let path_text = path.to_str().unwrap();
+    grown.run_expecting(0, &["run", path_text]);
+    write_file(&path, &[first.clone(), more.clone()].concat(), true);
+    let summary = stdout_json(&grown.run_expecting(0, &["run", "--json", path_text]));
+    assert_eq!(
+        summary["totals"]["lines"], 4,
+        "only the tail is read: {summary}"
+    );
+    assert_eq!(summary["totals"]["loaded"], 4);
+    assert!(summary["files"][0]["note"]
+        .as_str()
+        .unwrap()
+        .contains("grew"));
+    let events: Vec<String> = common::rows(
+        &grown.client().await,
+        "select line_number from elt.events where event_type = 'ReferralRecommendClick'",
+    )
+    .await;
+    assert_eq!(
+        events,
+        ["10", "7", "8", "9"],
+        "line numbers continue across the growth"
+    );
+
+    let whole = TestDatabase::new().await;
+    whole.run_expecting(0, &["run", path_text]);
+    assert_eq!(
+        report_rows(&grown.client().await).await,
+        report_rows(&whole.client().await).await
+    );
+}
+
+#[tokio::test]
+async fn a_grown_file_whose_last_line_had_no_newline_is_left_alone_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let path_text = path.to_str().unwrap();
+    let lines: Vec<String> = (0..3)
+        .map(|i| {
+            event_line(
+                &format!("p{i}"),
+                1,
+                i,
+                &format!("01/01/2022, 00:0{i}:00"),
+                "ReferralPageLoad",
+            )
+        })
+        .collect();
+    write_file(&path, &lines, false);
+    let db = TestDatabase::new().await;
+    db.run_expecting(0, &["run", path_text]);
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    file.write_all(b"\n").unwrap();
+    file.write_all(event_line("p9", 1, 9, "01/01/2022, 00:09:00", "ReferralPageLoad").as_bytes())
+        .unwrap();
+    drop(file);
+    let summary = stdout_json(&db.run_expecting(0, &["run", "--json", path_text]));
+    assert_eq!(summary["files"][0]["status"], "skipped");
+    assert!(summary["files"][0]["note"]
+        .as_str()
+        .unwrap()
+        .contains("without a final newline"));
+    let forced = stdout_json(&db.run_expecting(0, &["run", "--json", "--force", path_text]));
+    assert_eq!(forced["totals"]["lines"], 4);
+    assert_eq!(forced["totals"]["duplicates"], 3);
+    assert_eq!(forced["totals"]["loaded"], 1);
+}
+
+#[tokio::test]
+async fn unload_gives_the_reports_of_never_having_loaded_the_file() {
+    let db = TestDatabase::new().await;
+    db.run_expecting(
+        0,
+        &[
+            "run",
+            "--max-line-bytes",
+            "2048",
+            &fixture("first_night.jsonl"),
+        ],
+    );
+    let second =
+        stdout_json(&db.run_expecting(0, &["run", "--json", &fixture("second_night.jsonl")]));
+    let load_id = second["files"][0]["load_id"].as_i64().unwrap().to_string();
+    let unloaded = stdout_json(&db.run_expecting(0, &["unload", "--json", "--load-id", &load_id]));
+    assert_eq!(unloaded["unloaded"]["removed_events"], 3);
+
+    let only_first = TestDatabase::new().await;
+    only_first.run_expecting(
+        0,
+        &[
+            "run",
+            "--max-line-bytes",
+            "2048",
+            &fixture("first_night.jsonl"),
+        ],
+    );
+    let client = db.client().await;
+    assert_eq!(
+        report_rows(&client).await,
+        report_rows(&only_first.client().await).await
+    );
+    let ledger: i64 = client
+        .query_one("select count(*) from elt.loads", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ledger, 1, "the unloaded ledger row is gone");
+
+    // Unloading the first night takes its rejects too; an unknown load is an error.
+    let first_id: i64 = client
+        .query_one("select load_id from elt.loads", &[])
+        .await
+        .unwrap()
+        .get(0);
+    db.run_expecting(0, &["unload", "--load-id", &first_id.to_string()]);
+    let rejects: i64 = client
+        .query_one("select count(*) from elt.rejects", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rejects, 0);
+    assert!(report_rows(&client).await.is_empty());
+    db.run_expecting(1, &["unload", "--load-id", "999"]);
+    // Once unloaded, the same file loads again instead of being skipped.
+    let again =
+        stdout_json(&db.run_expecting(0, &["run", "--json", &fixture("second_night.jsonl")]));
+    assert_eq!(again["totals"]["loaded"], 4);
+}
+
+#[tokio::test]
+async fn a_killed_run_resumes_and_ends_with_the_reports_of_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.jsonl");
+    generate(
+        &path,
+        &[
+            "--lines",
+            "300000",
+            "--seed",
+            "11",
+            "--dirt-rate",
+            "0.01",
+            "--exact-duplicate-rate",
+            "0.01",
+        ],
+    );
+    let path_text = path.to_str().unwrap();
+    let db = TestDatabase::new().await;
+    let mut child = campaign_elt()
+        .args([
+            "run",
+            "--batch-lines",
+            "20000",
+            "--database-url",
+            &db.url,
+            path_text,
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = db.client().await;
+    let mut committed = 0i64;
+    for _ in 0..600 {
+        committed = client
+            .query_opt("select committed_line_number from elt.loads", &[])
+            .await
+            .unwrap()
+            .map_or(0, |row| row.get(0));
+        if committed >= 40_000 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        committed >= 40_000,
+        "the run should have committed some batches before the kill"
+    );
+
+    // No half batch is visible: the events are exactly what the committed batches loaded.
+    let row = client
+        .query_one(
+            "select (select count(*) from elt.events), loaded, committed_line_number, status from elt.loads",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (events, loaded, committed_line, status): (i64, i64, i64, String) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(events, loaded);
+    assert_eq!(committed_line % 20_000, 0, "batches commit whole");
+    if status == "loaded" {
+        panic!("the run finished before it could be killed; make the file bigger");
+    }
+
+    let summary =
+        stdout_json(&db.run_expecting(0, &["run", "--json", "--batch-lines", "20000", path_text]));
+    assert_eq!(summary["lines_resumed"].as_i64().unwrap(), committed_line);
+    assert_eq!(
+        summary["totals"]["lines"].as_i64().unwrap(),
+        300_000 - committed_line
+    );
+
+    let uninterrupted = TestDatabase::new().await;
+    uninterrupted.run_expecting(0, &["run", path_text]);
+    assert_eq!(
+        report_rows(&client).await,
+        report_rows(&uninterrupted.client().await).await
+    );
+    let counts = |client: tokio_postgres::Client| async move {
+        common::rows(
+            &client,
+            "select count(*), count(distinct (event_id, event_type)) from elt.events",
+        )
+        .await
+    };
+    assert_eq!(
+        counts(db.client().await).await,
+        counts(uninterrupted.client().await).await
+    );
+}
+
+#[tokio::test]
+async fn one_more_hour_after_thirty_days_recomputes_only_that_hour_without_scanning_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("history.jsonl");
+    let next_hour = dir.path().join("next_hour.jsonl");
+    // 30 days at 120 events per hour, then the first hour of day 31.
+    generate(
+        &history,
+        &[
+            "--lines",
+            "86400",
+            "--seed",
+            "3",
+            "--events-per-hour",
+            "120",
+            "--start",
+            "2022-01-01T00:00:00",
+        ],
+    );
+    generate(
+        &next_hour,
+        &[
+            "--lines",
+            "120",
+            "--seed",
+            "4",
+            "--events-per-hour",
+            "120",
+            "--start",
+            "2022-01-31T00:00:00",
+        ],
+    );
+    let db = TestDatabase::new().await;
+    db.run_expecting(0, &["run", history.to_str().unwrap()]);
+    let summary =
+        stdout_json(&db.run_expecting(0, &["run", "--json", next_hour.to_str().unwrap()]));
+    let refresh = &summary["refresh"];
+    let client = db.client().await;
+    let refresh_id = refresh["refresh_id"].as_i64().unwrap();
+    let keys = common::rows(
+        &client,
+        &format!(
+            "select distinct to_char(hour at time zone 'UTC', 'YYYY-MM-DD HH24:MI') from elt.refresh_keys where refresh_id = {refresh_id}"
+        ),
+    )
+    .await;
+    // Clicks of the new hour follow page loads at most 600 s earlier, so their same-id and
+    // window neighbours are in the new hour or the hour before it.
+    assert!(
+        keys.iter()
+            .all(|hour| hour == "2022-01-31 00:00" || hour == "2022-01-30 23:00"),
+        "recomputed keys outside the new hour and its neighbours: {keys:?}"
+    );
+    assert!(keys.contains(&"2022-01-31 00:00".to_owned()));
+    let new_events: i64 = summary["totals"]["loaded"].as_i64().unwrap();
+    let events_read = refresh["events_read"].as_i64().unwrap();
+    assert!(
+        events_read <= 3 * new_events,
+        "read {events_read} events for {new_events} new ones"
+    );
+
+    // The refresh query for such keys uses the indexes, not a sequential scan of elt.events.
+    client
+        .batch_execute(
+            "begin;
+             create temporary table elt_queued_ranges on commit drop as
+             select distinct customer_id, date_trunc('hour', fired_at, 'UTC') as starts_at,
+                    date_trunc('hour', fired_at, 'UTC') + interval '1 hour' as ends_at
+             from elt.events where fired_at >= '2022-01-31T00:00:00Z';
+             analyze elt_queued_ranges;
+             create temporary view stale_ranges as select * from elt_queued_ranges;",
+        )
+        .await
+        .unwrap();
+    let model = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/views/intermediate/int_customer_hourly.sql"
+    ))
+    .unwrap();
+    let plan: Vec<String> = client
+        .query(&format!("explain {model}"), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    client.batch_execute("rollback").await.unwrap();
+    let plan = plan.join("\n");
+    assert!(
+        !plan.contains("Seq Scan on events"),
+        "sequential scan of the events table:\n{plan}"
+    );
+}
+
+/// One random event: (customer, user, seconds after midnight, type, id).
+fn arbitrary_event() -> impl Strategy<Value = (i64, i64, u32, usize, u8)> {
+    (1i64..=2, 1i64..=3, 0u32..(3 * 3600), 0usize..4, 0u8..40)
+}
+
+fn render_event((customer, user, seconds, type_index, id): &(i64, i64, u32, usize, u8)) -> String {
+    let event_type = [
+        "ReferralPageLoad",
+        "ReferralRecommendClick",
+        "FaqClick",
+        "EMPTY_VALUE",
+    ][*type_index];
+    let fired_at = format!(
+        "01/01/2022, {:02}:{:02}:{:02}",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    );
+    event_line(&format!("e{id}"), *customer, *user, &fired_at, event_type)
+}
+
+#[test]
+fn loading_in_any_split_equals_one_run_and_a_full_refresh() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut runner = TestRunner::new(Config {
+        cases: 6,
+        ..Config::default()
+    });
+    // Events with a small id pool (so same-id pairs, re-sends and conflicting re-sends happen),
+    // plus split points that cut the stream into consecutive files.
+    let strategy = (
+        prop::collection::vec(arbitrary_event(), 1..80),
+        prop::collection::vec(0usize..100, 0..4),
+    );
+    runner
+        .run(&strategy, |(events, cuts)| {
+            runtime.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let lines: Vec<String> = events.iter().map(render_event).collect();
+                let mut bounds: Vec<usize> =
+                    cuts.iter().map(|cut| cut % (lines.len() + 1)).collect();
+                bounds.push(0);
+                bounds.push(lines.len());
+                bounds.sort();
+                bounds.dedup();
+                let mut files = Vec::new();
+                for (index, window) in bounds.windows(2).enumerate() {
+                    let path = dir.path().join(format!("part{index}.jsonl"));
+                    write_file(&path, &lines[window[0]..window[1]], true);
+                    files.push(path.to_str().unwrap().to_owned());
+                }
+                let split = TestDatabase::new().await;
+                for file in &files {
+                    split.run_expecting(0, &["run", file]);
+                }
+                let together = TestDatabase::new().await;
+                let mut args = vec!["run"];
+                args.extend(files.iter().map(String::as_str));
+                together.run_expecting(0, &args);
+                let split_rows = report_rows(&split.client().await).await;
+                let together_rows = report_rows(&together.client().await).await;
+                prop_assert_eq!(&split_rows, &together_rows);
+                split.run_expecting(0, &["refresh", "--full-refresh"]);
+                let full_rows = report_rows(&split.client().await).await;
+                prop_assert_eq!(&split_rows, &full_rows);
+                Ok(())
+            })
+        })
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_first_occurrence_wins_across_runs_even_with_other_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first.jsonl");
+    let second = dir.path().join("second.jsonl");
+    write_file(
+        &first,
+        &[event_line(
+            "x",
+            1,
+            1,
+            "01/01/2022, 00:10:00",
+            "ReferralPageLoad",
+        )],
+        true,
+    );
+    write_file(
+        &second,
+        &[
+            event_line("x", 2, 5, "01/01/2022, 03:10:00", "ReferralPageLoad"),
+            event_line("x", 1, 1, "01/01/2022, 00:12:00", "ReferralRecommendClick"),
+        ],
+        true,
+    );
+    let db = TestDatabase::new().await;
+    db.run_expecting(0, &["run", first.to_str().unwrap()]);
+    db.run_expecting(0, &["run", second.to_str().unwrap()]);
+    assert_rows_eq(
+        &report_rows(&db.client().await).await,
+        &[
+            "page_loads|1|2022-01-01 00:00|1",
+            "clicks|1|2022-01-01 00:00|1",
+            "unique_user_clicks|1|2022-01-01 00:00|1",
+            "click_through_rate|1|2022-01-01 00:00|1|1|1.000000",
+        ],
+    );
+}
