@@ -2,6 +2,8 @@
 
 mod dirt;
 mod render;
+#[cfg(test)]
+mod tests;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
