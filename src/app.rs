@@ -11,7 +11,7 @@ use crate::check;
 use crate::cli::{Cli, Command, GenerateArgs, LoadArgs, SettingsArgs};
 use crate::config::connection::{self, ConnectionSettings};
 use crate::db::{self, LockOutcome};
-use crate::exit::{self, LockHeld};
+use crate::exit::{self, LockHeld, UsageError};
 use crate::generate::{self, GenerateOptions};
 use crate::ingest::clean::Cleaner;
 use crate::load::{self, LoadOptions};
@@ -25,7 +25,7 @@ use crate::transform::{self, RefreshOptions, ViewSet};
 pub async fn execute(cli: &Cli, stdout: &mut dyn Write) -> Result<i32> {
     let global = &cli.global;
     match &cli.command {
-        Command::Generate(args) => return generate_command(args, stdout),
+        Command::Generate(args) => return generate_command(args, global.quiet, stdout),
         Command::Check(args) => {
             let started = Instant::now();
             let settings = requested_settings(&args.settings).apply_to(&Default::default());
@@ -359,11 +359,22 @@ fn progress_bar(cli: &Cli) -> ProgressBar {
     bar
 }
 
-fn generate_command(args: &GenerateArgs, stdout: &mut dyn Write) -> Result<i32> {
+fn generate_command(args: &GenerateArgs, quiet: bool, stdout: &mut dyn Write) -> Result<i32> {
     let options = GenerateOptions {
         lines: args.lines,
         seed: args.seed,
+        start: args.start,
+        events_per_hour: args.events_per_hour,
+        customers: args.customers,
+        users: args.users,
+        dirt_rate: args.dirt_rate,
+        exact_duplicate_rate: args.exact_duplicate_rate,
+        conflicting_resend_rate: args.conflicting_resend_rate,
+        late_rate: args.late_rate,
     };
+    options
+        .validate()
+        .map_err(|message| UsageError(format!("generate: {message}")))?;
     let stats = match &args.output {
         Some(path) => {
             let file = std::fs::File::create(path)
@@ -380,12 +391,14 @@ fn generate_command(args: &GenerateArgs, stdout: &mut dyn Write) -> Result<i32> 
                 writer.flush()?;
                 stats
             };
-            eprintln!(
-                "wrote {} lines ({} bytes) to {}",
-                stats.lines,
-                stats.bytes,
-                path.display()
-            );
+            if !quiet {
+                eprintln!(
+                    "wrote {} lines ({} bytes) to {}",
+                    stats.lines,
+                    stats.bytes,
+                    path.display()
+                );
+            }
             stats
         }
         None => {

@@ -214,16 +214,59 @@ pub struct ReportArgs {
 #[derive(Debug, Clone, Args)]
 pub struct GenerateArgs {
     /// Number of lines to write.
-    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    #[arg(long, default_value_t = 120_104, value_name = "N")]
     pub lines: u64,
 
     /// Seed: the same seed and options give the same bytes.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
 
     /// Write here instead of standard output (`.gz` compresses).
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+
+    /// `fired_at` of the first event, UTC (`YYYY-MM-DDTHH:MM:SS` or `YYYY-MM-DD`).
+    #[arg(long, default_value = "2022-01-01T00:00:00", value_parser = parse_start, value_name = "TIME")]
+    pub start: chrono::NaiveDateTime,
+
+    /// Clean events per hour (sets the time span; dirt and re-sends come on top).
+    #[arg(long, default_value_t = 550.0, value_name = "N")]
+    pub events_per_hour: f64,
+
+    /// Number of customers (the real file's 8 ids first).
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub customers: u32,
+
+    /// Number of users.
+    #[arg(long, default_value_t = 99, value_name = "N")]
+    pub users: u32,
+
+    /// Share of lines that are dirty, spread over every reject reason (0–1).
+    #[arg(long, default_value_t = 0.0, value_name = "RATE")]
+    pub dirt_rate: f64,
+
+    /// Share of lines that re-send an earlier line byte for byte (0–1).
+    #[arg(long, default_value_t = 0.0, value_name = "RATE")]
+    pub exact_duplicate_rate: f64,
+
+    /// Share of lines that re-send an earlier event id and type with other fields (0–1).
+    #[arg(long, default_value_t = 0.0, value_name = "RATE")]
+    pub conflicting_resend_rate: f64,
+
+    /// Share of clean events written 2–300 s late, out of time order (0–1).
+    #[arg(long, default_value_t = 0.0, value_name = "RATE")]
+    pub late_rate: f64,
+}
+
+fn parse_start(value: &str) -> Result<chrono::NaiveDateTime, String> {
+    for format in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"] {
+        if let Ok(time) = chrono::NaiveDateTime::parse_from_str(value, format) {
+            return Ok(time);
+        }
+    }
+    chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .map(|date| date.and_hms_opt(0, 0, 0).expect("midnight exists"))
+        .map_err(|_| format!("{value:?} is not a time (YYYY-MM-DDTHH:MM:SS or YYYY-MM-DD)"))
 }
 
 /// `--max-rejected`: an absolute count or a percentage of the lines read.
