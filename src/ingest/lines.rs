@@ -217,15 +217,21 @@ fn reserve_bounded(buf: &mut Vec<u8>, extra: usize, limit: usize) {
     }
 }
 
-/// Position of the first `\n`, scanning a word at a time (SWAR).
+/// Position of the first `\n`.
 fn find_newline(haystack: &[u8]) -> Option<usize> {
+    find_byte(haystack, b'\n')
+}
+
+/// Position of the first `needle`, scanning a word at a time (SWAR; no `memchr` dependency).
+pub(crate) fn find_byte(haystack: &[u8], needle: u8) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
-    const NL: u64 = LO * b'\n' as u64;
+    let pattern = LO * u64::from(needle);
     let mut chunks = haystack.chunks_exact(8);
     let mut base = 0;
     for chunk in &mut chunks {
-        let word = u64::from_le_bytes(chunk.try_into().expect("chunk of 8 bytes")) ^ NL;
+        let word = u64::from_le_bytes(chunk.try_into().expect("chunk of 8 bytes")) ^ pattern;
+        // Non-zero iff some byte of `word` is zero, i.e. equals `needle`.
         if (word.wrapping_sub(LO) & !word & HI) != 0 {
             break;
         }
@@ -233,7 +239,7 @@ fn find_newline(haystack: &[u8]) -> Option<usize> {
     }
     haystack[base..]
         .iter()
-        .position(|&b| b == b'\n')
+        .position(|&b| b == needle)
         .map(|i| base + i)
 }
 
