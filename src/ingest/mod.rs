@@ -10,4 +10,6 @@ pub mod lines;
 pub mod source;
 
 pub use clean::{CleanEvent, Cleaner, LineOutcome, RejectReason};
+pub use fired_at::{parse_fired_at, FiredAtError, SourceTimeZone};
 pub use lines::{LineReader, RawLine};
+pub use source::{is_stdin, open_input};
