@@ -376,7 +376,7 @@ fn open_at(
     if offset == 0 {
         return Ok(LineReader::new(source::open_input(path)?, max_line_bytes));
     }
-    if source::is_compressed(path) {
+    if source::is_gzip(path) {
         // Offsets count decompressed bytes: read up to the line instead of seeking.
         let mut reader = LineReader::new(source::open_input(path)?, max_line_bytes);
         let mut last_line_number = 0;

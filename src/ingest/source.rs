@@ -169,12 +169,3 @@ mod tests {
     }
 }
 
-/// Whether `path` means standard input.
-pub fn is_stdin(path: &Path) -> bool {
-    path.as_os_str() == "-"
-}
-
-/// Whether `path` is read through gunzip.
-pub fn is_compressed(path: &Path) -> bool {
-    path.extension().is_some_and(|ext| ext == "gz")
-}
