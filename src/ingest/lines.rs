@@ -246,6 +246,7 @@ pub(crate) fn find_byte(haystack: &[u8], needle: u8) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::io::{BufReader, Read};
 
     #[derive(Debug, PartialEq, Eq)]
@@ -488,6 +489,69 @@ mod tests {
             data[pos] = 0x8a; // high bit set, must not look like a newline
             assert_eq!(find_newline(&data), None);
             data[pos] = b'a';
+        }
+    }
+
+    /// The line rules written the obvious way, over a whole in-memory input.
+    fn model(data: &[u8], max: usize) -> Vec<Line> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos < data.len() {
+            let (end, next) = match data[pos..].iter().position(|&b| b == b'\n') {
+                Some(i) => (pos + i, pos + i + 1),
+                None => (data.len(), data.len()),
+            };
+            let mut line = &data[pos..end];
+            if pos == 0 {
+                line = line.strip_prefix(BOM).unwrap_or(line);
+            }
+            line = line.strip_suffix(b"\r").unwrap_or(line);
+            out.push(Line {
+                number: out.len() as u64 + 1,
+                bytes: line[..line.len().min(max)].to_vec(),
+                length: line.len() as u64,
+                too_long: line.len() > max,
+                has_newline: next > end,
+                offset_after: next as u64,
+            });
+            pos = next;
+        }
+        out
+    }
+
+    fn interesting_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let byte = prop_oneof![
+            Just(b'\n'),
+            Just(b'\r'),
+            Just(0xEF),
+            Just(0xBB),
+            Just(0xBF),
+            Just(b'a'),
+            any::<u8>(),
+        ];
+        prop_oneof![
+            proptest::collection::vec(byte.clone(), 0..200),
+            proptest::collection::vec(byte, 0..200).prop_map(|mut v| {
+                let mut with_bom = BOM.to_vec();
+                with_bom.append(&mut v);
+                with_bom
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn reader_matches_the_model_for_any_buffer_size(
+            data in interesting_bytes(),
+            max in 0usize..40,
+            step in 1usize..50,
+        ) {
+            let expected = model(&data, max);
+            prop_assert_eq!(lines(&data, max), expected.as_slice());
+            prop_assert_eq!(lines_chunked(&data, max, step), expected.as_slice());
+            let newlines = data.iter().filter(|&&b| b == b'\n').count();
+            let unterminated = usize::from(!data.is_empty() && !data.ends_with(b"\n"));
+            prop_assert_eq!(expected.len(), newlines + unterminated);
         }
     }
 }
