@@ -168,4 +168,3 @@ mod tests {
         assert!(!is_gzip(Path::new("b.jsonl")));
     }
 }
-
