@@ -513,7 +513,7 @@ async fn load_file(
             .query_one(
                 "insert into elt.loads (run_id, file_position, path, size_bytes, content_hash, start_offset,
                      first_line_number, committed_offset, committed_line_number)
-                 values ($1, $2, $3, $4, $5, $6, $7, $6, $7 - 1) returning load_id",
+                 values ($1, $2, $3, $4, $5, $6, $7, $6, $7::bigint - 1) returning load_id",
                 &[&run_id, &position, &display_path, &size, &hash, &(start_offset as i64), &(next_line_number as i64)],
             )
             .await?
