@@ -37,3 +37,24 @@ pub fn code_for(error: &anyhow::Error) -> i32 {
         ERROR
     }
 }
+
+/// The error chain as one line for stderr: `context: cause`, with PostgreSQL's own message
+/// (and detail) instead of the client library's `db error: ERROR: …` wrapping.
+pub fn describe(error: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        if cause.downcast_ref::<tokio_postgres::error::DbError>().is_some() {
+            continue; // already described by the tokio_postgres::Error that wraps it
+        }
+        let text = match cause.downcast_ref::<tokio_postgres::Error>() {
+            Some(db_error) => crate::transform::database_message(db_error),
+            None => cause.to_string(),
+        };
+        // Skip a cause whose text the previous part already ends with.
+        if parts.last().is_some_and(|last| last.ends_with(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    parts.join(": ")
+}

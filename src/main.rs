@@ -64,7 +64,7 @@ fn main() {
             result = app::execute(&cli, &mut stdout) => match result {
                 Ok(code) => code,
                 Err(error) => {
-                    eprintln!("campaign-elt: {error:#}");
+                    eprintln!("campaign-elt: {}", exit::describe(&error));
                     exit::code_for(&error)
                 }
             },

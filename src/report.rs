@@ -172,8 +172,9 @@ pub async fn status(client: &Client, limit: i64) -> Result<Value> {
         .await?;
     let rejects = client
         .query(
-            "select row_to_json(reason)::text from (
-                 select reason, count(*) as lines from elt.rejects group by reason order by reason) as reason",
+            "select row_to_json(rejects_by_reason)::text from (
+                 select reason, count(*) as lines from elt.rejects group by reason order by reason
+             ) as rejects_by_reason",
             &[],
         )
         .await?;

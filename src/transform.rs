@@ -673,10 +673,16 @@ fn line_in_model(statement: &str, sql: &str, position: usize) -> Option<usize> {
 /// Postgres's own message (and detail) for an error, without the client library's wrapping.
 pub fn database_message(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
-        Some(db) => match db.detail() {
-            Some(detail) => format!("{} ({detail})", db.message()),
-            None => db.message().to_owned(),
-        },
+        Some(db) => {
+            let mut message = db.message().to_owned();
+            if let Some(detail) = db.detail() {
+                message.push_str(&format!(" ({detail})"));
+            }
+            if let Some(hint) = db.hint() {
+                message.push_str(&format!(" (hint: {hint})"));
+            }
+            message
+        }
         None => error.to_string(),
     }
 }
