@@ -43,7 +43,10 @@ pub fn code_for(error: &anyhow::Error) -> i32 {
 pub fn describe(error: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in error.chain() {
-        if cause.downcast_ref::<tokio_postgres::error::DbError>().is_some() {
+        if cause
+            .downcast_ref::<tokio_postgres::error::DbError>()
+            .is_some()
+        {
             continue; // already described by the tokio_postgres::Error that wraps it
         }
         let text = match cause.downcast_ref::<tokio_postgres::Error>() {

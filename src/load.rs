@@ -37,31 +37,39 @@ const COPY_STAGED_LINES: &str =
     "copy elt.staged_lines (line_number, event_id, event_type, customer_id, user_id, \
      fired_at, reject_reason, reject_detail, raw_line, line_length) from stdin (format binary)";
 
-/// Moves one staged batch into the durable tables and queues the report keys it makes stale:
-/// the keys of the new events, the hours of earlier clicks whose same-id page load just
-/// arrived, and the hours of clicks inside the window after a new page load.
-/// Reads `elt.events` as it was before this statement, so clicks of this very batch are
-/// covered by the first branch. Returns (new events, stale keys queued).
-const MERGE_STAGED_LINES: &str = "
-with rejected as (
-    insert into elt.rejects (load_id, line_number, reason, detail, raw_line, line_length)
-    select $1, staged.line_number, staged.reject_reason, staged.reject_detail, staged.raw_line, staged.line_length
-    from elt.staged_lines as staged
-    where staged.reject_reason is not null
-        -- a reload (--force) of the same file does not store its rejects twice
-        and not exists (
-            select 1
-            from elt.loads as earlier_loads
-            inner join elt.rejects as earlier_rejects
-                on earlier_rejects.load_id = earlier_loads.load_id
-                and earlier_rejects.line_number = staged.line_number
-            where (earlier_loads.path = $2 or earlier_loads.content_hash = $3)
-                and earlier_loads.load_id <> $1
-                and earlier_rejects.raw_line = staged.raw_line
-        )
-    returning 1
-),
-first_occurrences as (
+/// The merge of one staged batch, statement by statement (all in the batch's transaction).
+/// Rejects first: a reload (`--force`) of the same file does not store its rejects twice.
+const MERGE_REJECTS: &str = "
+insert into elt.rejects (load_id, line_number, reason, detail, raw_line, line_length)
+select $1, staged.line_number, staged.reject_reason, staged.reject_detail, staged.raw_line, staged.line_length
+from elt.staged_lines as staged
+where staged.reject_reason is not null
+    and not exists (
+        select 1
+        from elt.loads as earlier_loads
+        inner join elt.rejects as earlier_rejects
+            on earlier_rejects.load_id = earlier_loads.load_id
+            and earlier_rejects.line_number = staged.line_number
+        where (earlier_loads.path = $2 or earlier_loads.content_hash = $3)
+            and earlier_loads.load_id <> $1
+            and earlier_rejects.raw_line = staged.raw_line
+    )";
+
+/// A session's scratch table for the events a batch added (or an unload removed).
+const CREATE_CHANGED_EVENTS: &str = "
+create temporary table if not exists changed_events (
+    event_id text not null,
+    event_type text not null,
+    customer_id bigint not null,
+    user_id bigint not null,
+    fired_at timestamptz not null
+);
+truncate changed_events;";
+
+/// First occurrences win: within the batch the lowest line number, against earlier batches and
+/// runs the primary key (the event already there was loaded first).
+const MERGE_EVENTS: &str = "
+with first_occurrences as (
     select distinct on (event_id, event_type)
         event_id, event_type, customer_id, user_id, fired_at, line_number
     from elt.staged_lines
@@ -74,47 +82,56 @@ inserted as (
     from first_occurrences
     on conflict (event_id, event_type) do nothing
     returning event_id, event_type, customer_id, user_id, fired_at
+)
+insert into changed_events (event_id, event_type, customer_id, user_id, fired_at)
+select event_id, event_type, customer_id, user_id, fired_at from inserted";
+
+/// Queues the report keys that `changed_events` makes stale: the keys of the changed events,
+/// and the hours of clicks (loaded earlier) that a changed page load relates — by the same event id, or inside
+/// the window after it. Both need the click at or after the page load, so only clicks at or
+/// after each customer's earliest new page load are candidates: an index range scan that stays
+/// small for logs in time order, instead of one probe per new page load.
+const QUEUE_STALE_KEYS: &str = "
+with new_page_loads as (
+    select * from changed_events where event_type = 'ReferralPageLoad'
+),
+earliest_new_page_loads as (
+    select customer_id, min(fired_at) as earliest_fired_at
+    from new_page_loads
+    group by customer_id
+),
+later_clicks as (
+    select clicks.event_id, clicks.customer_id, clicks.user_id, clicks.fired_at
+    from earliest_new_page_loads
+    inner join elt.events as clicks
+        on clicks.customer_id = earliest_new_page_loads.customer_id
+        and clicks.fired_at >= earliest_new_page_loads.earliest_fired_at
+    where clicks.event_type = 'ReferralRecommendClick'
 ),
 settings as (
     select make_interval(secs => click_through_window_seconds) as click_through_window
     from elt.settings
 ),
-new_page_loads as (
-    select * from inserted where event_type = 'ReferralPageLoad'
+neighbour_clicks as (
+    select later_clicks.customer_id, later_clicks.fired_at
+    from later_clicks
+    inner join new_page_loads
+        on new_page_loads.customer_id = later_clicks.customer_id
+        and new_page_loads.user_id = later_clicks.user_id
+        and new_page_loads.fired_at <= later_clicks.fired_at
+    where new_page_loads.event_id = later_clicks.event_id
+        or later_clicks.fired_at <= new_page_loads.fired_at + (select click_through_window from settings)
 ),
 stale_keys as (
     select customer_id, date_trunc('hour', fired_at, 'UTC') as hour
-    from inserted
+    from changed_events
     union
-    select clicks.customer_id, date_trunc('hour', clicks.fired_at, 'UTC')
-    from new_page_loads
-    inner join elt.events as clicks
-        on clicks.event_id = new_page_loads.event_id
-        and clicks.event_type = 'ReferralRecommendClick'
-        and clicks.customer_id = new_page_loads.customer_id
-        and clicks.user_id = new_page_loads.user_id
-        and clicks.fired_at >= new_page_loads.fired_at
-    union
-    select clicks.customer_id, date_trunc('hour', clicks.fired_at, 'UTC')
-    from new_page_loads
-    cross join settings
-    inner join elt.events as clicks
-        on clicks.customer_id = new_page_loads.customer_id
-        and clicks.fired_at >= new_page_loads.fired_at
-        and clicks.fired_at <= new_page_loads.fired_at + settings.click_through_window
-        and clicks.user_id = new_page_loads.user_id
-        and clicks.event_type = 'ReferralRecommendClick'
-),
-queued as (
-    insert into elt.stale_keys (customer_id, hour)
-    select customer_id, hour from stale_keys
-    on conflict (customer_id, hour) do nothing
-    returning 1
+    select customer_id, date_trunc('hour', fired_at, 'UTC') as hour
+    from neighbour_clicks
 )
-select
-    (select count(*) from inserted) as new_events,
-    (select count(*) from rejected) as rejects,
-    (select count(*) from queued) as queued_keys";
+insert into elt.stale_keys (customer_id, hour)
+select customer_id, hour from stale_keys
+on conflict (customer_id, hour) do nothing";
 
 /// How to load.
 #[derive(Debug, Clone)]
@@ -561,10 +578,20 @@ async fn load_file(
                 }
             };
             sink.as_mut().finish().await?;
-            let merged = transaction
-                .query_one(MERGE_STAGED_LINES, &[&load_id, &display_path, &hash])
-                .await?;
-            let new_events = merged.get::<_, i64>(0) as u64;
+            transaction
+                .execute(MERGE_REJECTS, &[&load_id, &display_path, &hash])
+                .await
+                .context("cannot store the rejected lines")?;
+            transaction.batch_execute(CREATE_CHANGED_EVENTS).await?;
+            let new_events = transaction
+                .execute(MERGE_EVENTS, &[&load_id])
+                .await
+                .context("cannot merge the events")?;
+            transaction.batch_execute("analyze changed_events").await?;
+            transaction
+                .execute(QUEUE_STALE_KEYS, &[])
+                .await
+                .context("cannot queue the stale report keys")?;
             let batch_counts = LineCounts {
                 lines: batch.lines,
                 loaded: new_events,
@@ -821,51 +848,16 @@ fn encode_reject(
     put_i64(buffer, length as i64);
 }
 
-/// Takes one load back: deletes its events and rejects and its ledger row, and queues the
-/// report keys that change (the removed events' keys and their same-id / window neighbours).
-const UNLOAD: &str = "
+/// Deletes one load's events into `changed_events`, so that [`QUEUE_STALE_KEYS`] can queue the
+/// report keys they affected.
+const UNLOAD_EVENTS: &str = "
 with removed as (
     delete from elt.events
     where load_id = $1
     returning event_id, event_type, customer_id, user_id, fired_at
-),
-settings as (
-    select make_interval(secs => click_through_window_seconds) as click_through_window
-    from elt.settings
-),
-removed_page_loads as (
-    select * from removed where event_type = 'ReferralPageLoad'
-),
-stale_keys as (
-    select customer_id, date_trunc('hour', fired_at, 'UTC') as hour
-    from removed
-    union
-    select clicks.customer_id, date_trunc('hour', clicks.fired_at, 'UTC')
-    from removed_page_loads
-    inner join elt.events as clicks
-        on clicks.event_id = removed_page_loads.event_id
-        and clicks.event_type = 'ReferralRecommendClick'
-        and clicks.customer_id = removed_page_loads.customer_id
-        and clicks.user_id = removed_page_loads.user_id
-        and clicks.fired_at >= removed_page_loads.fired_at
-    union
-    select clicks.customer_id, date_trunc('hour', clicks.fired_at, 'UTC')
-    from removed_page_loads
-    cross join settings
-    inner join elt.events as clicks
-        on clicks.customer_id = removed_page_loads.customer_id
-        and clicks.fired_at >= removed_page_loads.fired_at
-        and clicks.fired_at <= removed_page_loads.fired_at + settings.click_through_window
-        and clicks.user_id = removed_page_loads.user_id
-        and clicks.event_type = 'ReferralRecommendClick'
-),
-queued as (
-    insert into elt.stale_keys (customer_id, hour)
-    select customer_id, hour from stale_keys
-    on conflict (customer_id, hour) do nothing
-    returning 1
 )
-select (select count(*) from removed) as removed_events, (select count(*) from queued) as queued_keys";
+insert into changed_events (event_id, event_type, customer_id, user_id, fired_at)
+select event_id, event_type, customer_id, user_id, fired_at from removed";
 
 /// What `unload` removed.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -891,10 +883,16 @@ pub async fn unload(client: &mut Client, load_id: i64) -> Result<UnloadSummary> 
         .await?
         .ok_or_else(|| anyhow!("there is no load {load_id} (see `campaign-elt status`)"))?;
     let path: String = ledger.get(0);
-    let removed = transaction
-        .query_one(UNLOAD, &[&load_id])
+    transaction.batch_execute(CREATE_CHANGED_EVENTS).await?;
+    let removed_events = transaction
+        .execute(UNLOAD_EVENTS, &[&load_id])
         .await
         .context("cannot remove the load's events")?;
+    transaction.batch_execute("analyze changed_events").await?;
+    let queued_keys = transaction
+        .execute(QUEUE_STALE_KEYS, &[])
+        .await
+        .context("cannot queue the stale report keys")?;
     let removed_rejects = transaction
         .execute("delete from elt.rejects where load_id = $1", &[&load_id])
         .await?;
@@ -914,9 +912,9 @@ pub async fn unload(client: &mut Client, load_id: i64) -> Result<UnloadSummary> 
     Ok(UnloadSummary {
         load_id,
         path,
-        removed_events: removed.get(0),
+        removed_events: removed_events as i64,
         removed_rejects: removed_rejects as i64,
-        queued_keys: removed.get(1),
+        queued_keys: queued_keys as i64,
         later_loads_with_duplicates: later,
     })
 }

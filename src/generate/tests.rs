@@ -315,7 +315,7 @@ fn clean_lines_look_like_the_real_file() {
         *types.entry(event_type.clone()).or_default() += 1;
         let fired_at = NaiveDateTime::parse_from_str(&raw(2), "%m/%d/%Y, %H:%M:%S").unwrap();
         assert!(
-            previous.map_or(true, |p| p <= fired_at),
+            previous.is_none_or(|p| p <= fired_at),
             "time order at {line}"
         );
         previous = Some(fired_at);

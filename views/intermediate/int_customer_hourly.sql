@@ -19,14 +19,21 @@ with settings as (
     from elt.settings
 ),
 
+-- For each stale range, that customer's events in it: an index range scan per range, so a
+-- refresh reads the stale hours, not the history. (`offset 0` keeps PostgreSQL from turning
+-- the lateral subquery back into a join, which it may plan as a scan of all events.)
 stale_events as (
-    select stg_events.*
-    from staging.stg_events
-    inner join stale_ranges
-        on stg_events.customer_id = stale_ranges.customer_id
-        and stg_events.fired_at >= stale_ranges.starts_at
-        and stg_events.fired_at < stale_ranges.ends_at
-    where stg_events.event_type in ('ReferralPageLoad', 'ReferralRecommendClick')
+    select events_in_range.*
+    from stale_ranges
+    cross join lateral (
+        select *
+        from staging.stg_events
+        where stg_events.customer_id = stale_ranges.customer_id
+            and stg_events.fired_at >= stale_ranges.starts_at
+            and stg_events.fired_at < stale_ranges.ends_at
+            and stg_events.event_type in ('ReferralPageLoad', 'ReferralRecommendClick')
+        offset 0
+    ) as events_in_range
 ),
 
 attributed_events as (
@@ -49,9 +56,9 @@ attributed_events as (
             or exists (
                 select 1
                 from staging.stg_events as window_page_loads
-                cross join settings
                 where window_page_loads.customer_id = stale_events.customer_id
-                    and window_page_loads.fired_at >= stale_events.fired_at - settings.click_through_window
+                    and window_page_loads.fired_at
+                        >= stale_events.fired_at - (select click_through_window from settings)
                     and window_page_loads.fired_at <= stale_events.fired_at
                     and window_page_loads.user_id = stale_events.user_id
                     and window_page_loads.event_type = 'ReferralPageLoad'
