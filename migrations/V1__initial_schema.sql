@@ -53,9 +53,11 @@ create index loads_path on elt.loads (path);
 
 -- Deduplicated events: the first occurrence of (event_id, event_type) in load order.
 -- (load_id, line_number) says where that first occurrence came from.
+-- Ids and types compare byte by byte (collation "C"): they are identifiers, not prose, and
+-- byte order makes the key's sorts and index inserts much cheaper.
 create table elt.events (
-    event_id text not null,
-    event_type text not null,
+    event_id text collate "C" not null,
+    event_type text collate "C" not null,
     customer_id bigint not null,
     user_id bigint not null,
     fired_at timestamptz not null,
@@ -86,8 +88,8 @@ create index rejects_reason on elt.rejects (reason);
 -- Unlogged: it never holds anything that is not also in the input file.
 create unlogged table elt.staged_lines (
     line_number bigint not null,
-    event_id text,
-    event_type text,
+    event_id text collate "C",
+    event_type text collate "C",
     customer_id bigint,
     user_id bigint,
     fired_at timestamptz,

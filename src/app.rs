@@ -220,6 +220,7 @@ async fn run_steps(
             batch_lines: args.batch_lines,
             max_line_bytes: args.max_line_bytes,
             force: args.force,
+            batch_seconds: args.batch_seconds,
         };
         let step = Instant::now();
         let progress = progress_bar(cli);
@@ -229,6 +230,7 @@ async fn run_steps(
             &args.files,
             &pinned.settings,
             &options,
+            views,
             &progress,
         )
         .await;

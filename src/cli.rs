@@ -29,7 +29,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub json: bool,
 
-    /// Log more on standard error (-v: info, -vv: debug).
+    /// Log more on standard error (-v: info, -vv: debug, -vvv: debug with the libraries').
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
@@ -113,6 +113,12 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = crate::load::DEFAULT_BATCH_LINES, value_name = "LINES",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_lines: u64,
+
+    /// A batch with lines also commits once it is this many seconds old — also while standard
+    /// input is quiet — so the reports can follow a live log.
+    #[arg(long, default_value_t = crate::load::DEFAULT_BATCH_SECONDS, value_name = "SECONDS",
+          value_parser = parse_seconds)]
+    pub batch_seconds: f64,
 
     /// Longest accepted line in bytes; longer lines are rejected as line_too_long.
     #[arg(long, default_value_t = crate::load::DEFAULT_MAX_LINE_BYTES, value_name = "BYTES")]
@@ -256,6 +262,13 @@ pub struct GenerateArgs {
     /// Share of clean events written 2–300 s late, out of time order (0–1).
     #[arg(long, default_value_t = 0.0, value_name = "RATE")]
     pub late_rate: f64,
+}
+
+fn parse_seconds(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(seconds) if seconds > 0.0 && seconds.is_finite() => Ok(seconds),
+        _ => Err(format!("{value:?} is not a positive number of seconds")),
+    }
 }
 
 fn parse_start(value: &str) -> Result<chrono::NaiveDateTime, String> {

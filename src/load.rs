@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -19,11 +19,15 @@ use tokio_postgres::Client;
 use crate::ingest::clean::{Cleaner, LineOutcome};
 use crate::ingest::lines::LineReader;
 use crate::ingest::source;
+use crate::ingest::stream::{Deadline, StreamReader};
 use crate::settings::ReportSettings;
 use crate::summary::{FileSummary, LineCounts};
+use crate::transform::{self, RefreshOptions, ViewSet};
 
 /// Default number of lines per batch (one transaction each).
 pub const DEFAULT_BATCH_LINES: u64 = 200_000;
+/// Default age at which a batch with lines commits.
+pub const DEFAULT_BATCH_SECONDS: f64 = 10.0;
 /// Default longest accepted line.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
 /// Encoded COPY data is handed to the database in chunks of about this size.
@@ -38,13 +42,14 @@ const COPY_STAGED_LINES: &str =
      fired_at, reject_reason, reject_detail, raw_line, line_length) from stdin (format binary)";
 
 /// The merge of one staged batch, statement by statement (all in the batch's transaction).
-/// Rejects first: a reload (`--force`) of the same file does not store its rejects twice.
+/// Rejects first: a reload (`--force`) of the same file does not store its rejects twice
+/// (`$4`: whether an earlier load of the same path or content exists to compare with).
 const MERGE_REJECTS: &str = "
 insert into elt.rejects (load_id, line_number, reason, detail, raw_line, line_length)
 select $1, staged.line_number, staged.reject_reason, staged.reject_detail, staged.raw_line, staged.line_length
 from elt.staged_lines as staged
 where staged.reject_reason is not null
-    and not exists (
+    and (not $4 or not exists (
         select 1
         from elt.loads as earlier_loads
         inner join elt.rejects as earlier_rejects
@@ -53,13 +58,13 @@ where staged.reject_reason is not null
         where (earlier_loads.path = $2 or earlier_loads.content_hash = $3)
             and earlier_loads.load_id <> $1
             and earlier_rejects.raw_line = staged.raw_line
-    )";
+    ))";
 
 /// A session's scratch table for the events a batch added (or an unload removed).
 const CREATE_CHANGED_EVENTS: &str = "
 create temporary table if not exists changed_events (
-    event_id text not null,
-    event_type text not null,
+    event_id text collate \"C\" not null,
+    event_type text collate \"C\" not null,
     customer_id bigint not null,
     user_id bigint not null,
     fired_at timestamptz not null
@@ -133,6 +138,33 @@ insert into elt.stale_keys (customer_id, hour)
 select customer_id, hour from stale_keys
 on conflict (customer_id, hour) do nothing";
 
+/// Logs how long each statement of a batch took (`-vv`), for profiling.
+struct StepTimer {
+    last_line_number: u64,
+    started: Instant,
+}
+
+impl StepTimer {
+    fn new(last_line_number: u64) -> Self {
+        Self {
+            last_line_number,
+            started: Instant::now(),
+        }
+    }
+
+    fn step(&mut self, name: &str) {
+        tracing::debug!(
+            "batch to line {}: {name} took {:.3} s",
+            self.last_line_number,
+            self.started.elapsed().as_secs_f64()
+        );
+        self.started = Instant::now();
+    }
+}
+
+/// The lines of one input.
+type InputLines = LineReader<Box<dyn BufRead + Send>>;
+
 /// How to load.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -142,6 +174,9 @@ pub struct LoadOptions {
     pub max_line_bytes: usize,
     /// Load files even when their content was loaded before (dedup still applies).
     pub force: bool,
+    /// A batch also commits once it is this old (and has lines), so reports follow a live
+    /// stream on standard input.
+    pub batch_seconds: f64,
 }
 
 impl Default for LoadOptions {
@@ -150,6 +185,7 @@ impl Default for LoadOptions {
             batch_lines: DEFAULT_BATCH_LINES,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             force: false,
+            batch_seconds: DEFAULT_BATCH_SECONDS,
         }
     }
 }
@@ -178,12 +214,15 @@ enum ReaderMessage {
 }
 
 /// Loads the given files in order, returning what happened to each.
+/// With `stream_views`, a stream (standard input) refreshes those views after every committed
+/// batch, so the reports follow a live log; a failing refresh is logged and loading goes on.
 pub async fn load_files(
     client: &mut Client,
     run_id: i64,
     paths: &[PathBuf],
     settings: &ReportSettings,
     options: &LoadOptions,
+    stream_views: Option<&ViewSet>,
     progress: &ProgressBar,
 ) -> Result<Vec<FileSummary>> {
     let cleaner = Cleaner::new(settings.accepted_event_types.clone(), settings.zone());
@@ -196,6 +235,7 @@ pub async fn load_files(
             path,
             &cleaner,
             options,
+            stream_views.filter(|_| source::is_stdin(path)),
             progress,
         )
         .await
@@ -389,7 +429,25 @@ fn open_at(
     max_line_bytes: usize,
     offset: u64,
     next_line_number: u64,
-) -> Result<LineReader<Box<dyn BufRead + Send>>> {
+) -> Result<(InputLines, Option<Deadline>)> {
+    if source::is_stdin(path) {
+        let stream = StreamReader::spawn(std::io::stdin()).context("cannot read standard input")?;
+        let deadline = stream.deadline();
+        let input: Box<dyn BufRead + Send> = Box::new(stream);
+        return Ok((LineReader::new(input, max_line_bytes), Some(deadline)));
+    }
+    Ok((
+        open_file_at(path, max_line_bytes, offset, next_line_number)?,
+        None,
+    ))
+}
+
+fn open_file_at(
+    path: &Path,
+    max_line_bytes: usize,
+    offset: u64,
+    next_line_number: u64,
+) -> Result<InputLines> {
     if offset == 0 {
         return Ok(LineReader::new(source::open_input(path)?, max_line_bytes));
     }
@@ -450,14 +508,15 @@ async fn load_file(
     path: &Path,
     cleaner: &Cleaner,
     options: &LoadOptions,
+    refresh_views: Option<&ViewSet>,
     progress: &ProgressBar,
 ) -> Result<FileSummary> {
     let display_path = ledger_path(path);
     let is_stdin = source::is_stdin(path);
-    let (plan, fingerprint) = if is_stdin {
-        (LoadPlan::Fresh, None)
+    let same_path = ledger_entries(client, "path = $1", &display_path).await?;
+    let (plan, fingerprint, has_earlier_loads) = if is_stdin {
+        (LoadPlan::Fresh, None, !same_path.is_empty())
     } else {
-        let same_path = ledger_entries(client, "path = $1", &display_path).await?;
         let prefix = same_path
             .iter()
             .find(|entry| entry.status == "loaded")
@@ -468,9 +527,11 @@ async fn load_file(
                 .await??
         };
         let same_content = ledger_entries(client, "content_hash = $1", &fingerprint.hash).await?;
+        let has_earlier_loads = !same_path.is_empty() || !same_content.is_empty();
         (
             plan_load(&fingerprint, &same_path, &same_content, options.force),
             Some(fingerprint),
+            has_earlier_loads,
         )
     };
     let (size, hash) = match &fingerprint {
@@ -541,7 +602,7 @@ async fn load_file(
     progress.set_position(0);
     progress.set_message(display_path.clone());
 
-    let reader = {
+    let (reader, deadline) = {
         let path = path.to_owned();
         let max_line_bytes = options.max_line_bytes;
         tokio::task::spawn_blocking(move || {
@@ -556,7 +617,16 @@ async fn load_file(
         let progress = progress.clone();
         std::thread::Builder::new()
             .name("campaign-elt-reader".into())
-            .spawn(move || read_and_encode(reader, &cleaner, &options, &sender, &progress))
+            .spawn(move || {
+                read_and_encode(
+                    reader,
+                    deadline.as_ref(),
+                    &cleaner,
+                    &options,
+                    &sender,
+                    &progress,
+                )
+            })
             .context("cannot start the reader thread")?
     };
 
@@ -564,6 +634,7 @@ async fn load_file(
     let outcome: Result<bool> = async {
         loop {
             let transaction = client.transaction().await?;
+            let mut timer = StepTimer::new(0);
             transaction
                 .batch_execute("truncate elt.staged_lines")
                 .await?;
@@ -578,20 +649,36 @@ async fn load_file(
                 }
             };
             sink.as_mut().finish().await?;
+            timer.last_line_number = batch.last_line_number;
+            timer.step("copy");
             transaction
-                .execute(MERGE_REJECTS, &[&load_id, &display_path, &hash])
+                .execute(
+                    MERGE_REJECTS,
+                    &[&load_id, &display_path, &hash, &has_earlier_loads],
+                )
                 .await
                 .context("cannot store the rejected lines")?;
+            timer.step("rejects");
             transaction.batch_execute(CREATE_CHANGED_EVENTS).await?;
             let new_events = transaction
                 .execute(MERGE_EVENTS, &[&load_id])
                 .await
                 .context("cannot merge the events")?;
-            transaction.batch_execute("analyze changed_events").await?;
-            transaction
-                .execute(QUEUE_STALE_KEYS, &[])
-                .await
-                .context("cannot queue the stale report keys")?;
+            timer.step("events");
+            // Until a report relation exists, no key needs queueing: the first refresh builds
+            // everything whole.
+            let reports_built: bool = transaction
+                .query_one("select exists (select 1 from elt.managed_relations)", &[])
+                .await?
+                .get(0);
+            if reports_built {
+                transaction.batch_execute("analyze changed_events").await?;
+                transaction
+                    .execute(QUEUE_STALE_KEYS, &[])
+                    .await
+                    .context("cannot queue the stale report keys")?;
+                timer.step("stale keys");
+            }
             let batch_counts = LineCounts {
                 lines: batch.lines,
                 loaded: new_events,
@@ -633,6 +720,7 @@ async fn load_file(
                 )
                 .await?;
             transaction.commit().await?;
+            timer.step("ledger and commit");
             counts.add(&batch_counts);
             tracing::debug!(
                 "{display_path}: committed lines up to {} ({} new events)",
@@ -641,6 +729,19 @@ async fn load_file(
             );
             if batch.at_end_of_input {
                 return Ok(batch.ends_with_newline);
+            }
+            if let Some(views) = refresh_views {
+                let options = RefreshOptions::default();
+                match transform::refresh(client, views, Some(run_id), options).await {
+                    Ok(refresh) => tracing::info!(
+                        "{display_path}: refreshed {} key(s) after line {}",
+                        refresh.recomputed_keys,
+                        batch.last_line_number
+                    ),
+                    Err(error) => {
+                        tracing::warn!("refresh after a batch failed (loading goes on): {error:#}")
+                    }
+                }
             }
         }
     }
@@ -694,35 +795,62 @@ async fn mark_failed(client: &Client, load_id: i64) {
 }
 
 /// The reader thread: lines → outcomes → binary COPY rows, cut into batches and chunks.
+/// A batch ends after `batch_lines` lines or, once it has lines, after `batch_seconds` —
+/// also while a stream is quiet (`deadline` makes the stream reader give control back).
 fn read_and_encode(
-    mut reader: LineReader<Box<dyn BufRead + Send>>,
+    mut reader: InputLines,
+    deadline: Option<&Deadline>,
     cleaner: &Cleaner,
     options: &LoadOptions,
     sender: &mpsc::Sender<ReaderMessage>,
     progress: &ProgressBar,
 ) {
     let send = |message: ReaderMessage| sender.blocking_send(message).is_ok();
+    let batch_age = Duration::from_secs_f64(options.batch_seconds.max(0.0));
     let mut buffer = BytesMut::with_capacity(CHUNK_BYTES + 64 * 1024);
     let mut batch = BatchProgress::default();
+    let mut batch_started = Instant::now();
+    // The number of the last line read and whether it ended with `\n`, across batches (an
+    // empty input has nothing cut).
+    let mut last_line_number = reader.next_line_number().saturating_sub(1);
+    let mut last_line_has_newline = true;
     write_copy_header(&mut buffer);
     loop {
         let line = match reader.next_line() {
-            Ok(line) => line,
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+                // A quiet stream: commit what the batch has.
+                if let Some(deadline) = deadline {
+                    deadline.clear();
+                }
+                if batch.lines > 0 {
+                    batch.end_offset = reader.offset();
+                    batch.last_line_number = last_line_number;
+                    batch.ends_with_newline = last_line_has_newline;
+                    if !break_batch(&mut buffer, &mut batch, &send) {
+                        return;
+                    }
+                    write_copy_header(&mut buffer);
+                }
+                continue;
+            }
             Err(error) => {
                 send(ReaderMessage::Failed(anyhow!(error).context(format!(
-                    "read error after line {}",
-                    batch.last_line_number
+                    "read error after line {last_line_number}"
                 ))));
                 return;
             }
         };
-        let Some(line) = line else {
-            batch.at_end_of_input = true;
-            break;
-        };
+        if batch.lines == 0 {
+            batch_started = Instant::now();
+            if let Some(deadline) = deadline {
+                deadline.set(batch_started + batch_age);
+            }
+        }
         batch.lines += 1;
-        batch.last_line_number = line.number;
-        batch.ends_with_newline = line.has_newline;
+        last_line_number = line.number;
+        last_line_has_newline = line.has_newline;
         match cleaner.classify(&line) {
             LineOutcome::Blank => batch.blank += 1,
             LineOutcome::Event(event) => {
@@ -750,8 +878,13 @@ fn read_and_encode(
             }
         }
         let end_offset = reader.offset();
-        if batch.lines >= options.batch_lines {
+        if batch.lines >= options.batch_lines || batch_started.elapsed() >= batch_age {
             batch.end_offset = end_offset;
+            batch.last_line_number = last_line_number;
+            batch.ends_with_newline = last_line_has_newline;
+            if let Some(deadline) = deadline {
+                deadline.clear();
+            }
             if !break_batch(&mut buffer, &mut batch, &send) {
                 return;
             }
@@ -764,7 +897,10 @@ fn read_and_encode(
             progress.set_position(end_offset);
         }
     }
+    batch.at_end_of_input = true;
     batch.end_offset = reader.offset();
+    batch.last_line_number = last_line_number;
+    batch.ends_with_newline = last_line_has_newline;
     progress.set_position(batch.end_offset);
     break_batch(&mut buffer, &mut batch, &send);
 }

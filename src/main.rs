@@ -22,6 +22,7 @@ fn main() {
         (true, _) => "error",
         (false, 0) => "warn",
         (false, 1) => "info",
+        (false, 2) => "warn,campaign_elt=debug",
         (false, _) => "debug",
     };
     tracing_subscriber::fmt()

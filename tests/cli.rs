@@ -412,18 +412,20 @@ async fn reports_print_as_table_csv_and_json_with_filters() {
 #[tokio::test]
 async fn status_shows_ledger_stale_keys_rejects_and_freshness() {
     let db = TestDatabase::new().await;
-    db.run_expecting(0, &["load", "--max-line-bytes", "2048", &fixture(DIRTY)]);
+    db.run_expecting(0, &["run", "--max-line-bytes", "2048", &fixture(DIRTY)]);
+    db.run_expecting(0, &["load", &fixture("second_night.jsonl")]);
     let status = stdout_json(&db.run_expecting(0, &["status", "--json"]));
     assert!(
         status["stale_keys"].as_i64().unwrap() > 0,
         "load leaves keys for refresh: {status}"
     );
-    assert_eq!(status["events"], 17);
+    assert_eq!(status["events"], 20);
     assert!(status["newest_fired_at"]
         .as_str()
         .unwrap()
         .starts_with("2022-01-01 06:03:00"));
-    assert_eq!(status["loads"][0]["rejected"], 13);
+    assert_eq!(status["loads"][0]["loaded"], 3, "newest first");
+    assert_eq!(status["loads"][1]["rejected"], 13);
     assert!(status["rejects_by_reason"]
         .as_array()
         .unwrap()

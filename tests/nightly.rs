@@ -66,7 +66,9 @@ async fn a_grown_file_loads_only_its_new_tail() {
     write_file(&path, &first, true);
     let grown = TestDatabase::new().await;
     let path_text = path.to_str().unwrap();
-    grown.run_expecting(0, &["run", path_text]);
+    // Six lines in batches of three: the last batch is empty and must still know that the
+    // file ended with a newline.
+    grown.run_expecting(0, &["run", "--batch-lines", "3", path_text]);
     write_file(&path, &[first.clone(), more.clone()].concat(), true);
     let summary = stdout_json(&grown.run_expecting(0, &["run", "--json", path_text]));
     assert_eq!(
@@ -491,5 +493,78 @@ async fn the_first_occurrence_wins_across_runs_even_with_other_fields() {
             "unique_user_clicks|1|2022-01-01 00:00|1",
             "click_through_rate|1|2022-01-01 00:00|1|1|1.000000",
         ],
+    );
+}
+
+#[tokio::test]
+async fn a_live_stream_commits_and_refreshes_while_standard_input_stays_open() {
+    let db = TestDatabase::new().await;
+    // Build the reports first, so the stream's batches refresh them incrementally.
+    db.run_expecting(0, &["run", &fixture("second_night.jsonl")]);
+    let mut child = campaign_elt()
+        .args([
+            "run",
+            "--batch-seconds",
+            "0.3",
+            "--database-url",
+            &db.url,
+            "-",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let client = db.client().await;
+    let count_page_loads = || async {
+        client
+            .query_one("select coalesce(sum(page_loads), 0)::bigint from reports.page_loads where customer_id = 7", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    for (index, minute) in [10, 20].into_iter().enumerate() {
+        let line = event_line(
+            &format!("live{index}"),
+            7,
+            1,
+            &format!("01/01/2022, 00:{minute}:00"),
+            "ReferralPageLoad",
+        );
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        // The line is committed and the report refreshed although standard input stays open.
+        let mut seen = 0;
+        for _ in 0..100 {
+            seen = count_page_loads().await;
+            if seen == index as i64 + 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            seen,
+            index as i64 + 1,
+            "line {index} should be visible in the report while the stream is open"
+        );
+    }
+    drop(stdin);
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let batches: i64 = client
+        .query_one("select count(*) from elt.refreshes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        batches >= 3,
+        "one refresh per committed batch plus the run's own: {batches}"
     );
 }

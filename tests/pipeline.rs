@@ -267,3 +267,27 @@ async fn the_four_reports_keep_their_contract_columns() {
         ],
     );
 }
+
+#[tokio::test]
+async fn load_then_refresh_builds_the_same_reports_as_run() {
+    // Before any report exists, loads queue no keys: the first refresh builds everything whole.
+    let db = TestDatabase::new().await;
+    db.run_expecting(
+        0,
+        &[
+            "load",
+            "--max-line-bytes",
+            "2048",
+            &fixture("first_night.jsonl"),
+        ],
+    );
+    let client = db.client().await;
+    let queued: i64 = client
+        .query_one("select count(*) from elt.stale_keys", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(queued, 0);
+    db.run_expecting(0, &["refresh"]);
+    assert_rows_eq(&report_rows(&client).await, FIRST_NIGHT_REPORTS);
+}

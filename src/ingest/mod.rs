@@ -8,6 +8,7 @@ pub mod clean;
 pub mod fired_at;
 pub mod lines;
 pub mod source;
+pub mod stream;
 
 pub use clean::{CleanEvent, Cleaner, LineOutcome, RejectReason};
 pub use fired_at::{parse_fired_at, FiredAtError, SourceTimeZone};
