@@ -15,6 +15,7 @@ use crate::exit::{self, LockHeld, UsageError};
 use crate::generate::{self, GenerateOptions};
 use crate::ingest::clean::Cleaner;
 use crate::load::{self, LoadOptions};
+use crate::personal_data::PersonalDataHasher;
 use crate::report;
 use crate::settings::{self, PinnedSettings, RequestedSettings};
 use crate::summary::RunSummary;
@@ -221,6 +222,7 @@ async fn run_steps(
             max_line_bytes: args.max_line_bytes,
             force: args.force,
             batch_seconds: args.batch_seconds,
+            personal_data: personal_data_hasher(args)?,
         };
         let step = Instant::now();
         let progress = progress_bar(cli);
@@ -282,6 +284,19 @@ async fn run_steps(
         return Ok(exit::DATA_TEST_FAILED);
     }
     Ok(exit::SUCCESS)
+}
+
+/// The keyed hasher for `ip`/`email`, from `--pii-hash-key-file` or `CAMPAIGN_ELT_PII_HASH_KEY`.
+fn personal_data_hasher(args: &LoadArgs) -> Result<Option<PersonalDataHasher>> {
+    if let Some(path) = &args.pii_hash_key_file {
+        return PersonalDataHasher::from_file(path).map(Some);
+    }
+    match std::env::var("CAMPAIGN_ELT_PII_HASH_KEY") {
+        Ok(key) if !key.is_empty() => PersonalDataHasher::new(key.as_bytes())
+            .context("CAMPAIGN_ELT_PII_HASH_KEY")
+            .map(Some),
+        _ => Ok(None),
+    }
 }
 
 fn requested_settings(args: &SettingsArgs) -> RequestedSettings {

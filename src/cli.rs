@@ -128,6 +128,12 @@ pub struct LoadArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// Store keyed hashes of `ip` and `email` (never the values), with the secret key in this
+    /// file; the environment variable CAMPAIGN_ELT_PII_HASH_KEY can hold the key instead.
+    /// Without a key neither is stored in any form.
+    #[arg(long, env = "CAMPAIGN_ELT_PII_HASH_KEY_FILE", value_name = "FILE")]
+    pub pii_hash_key_file: Option<PathBuf>,
+
     /// Exit with code 3 when more lines than this were rejected: a count (`100`) or a share of
     /// the lines read (`0.5%`).
     #[arg(long, value_name = "N|N%")]

@@ -16,10 +16,11 @@ use indicatif::ProgressBar;
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
-use crate::ingest::clean::{Cleaner, LineOutcome};
+use crate::ingest::clean::{CleanEvent, Cleaner, LineOutcome};
 use crate::ingest::lines::LineReader;
 use crate::ingest::source;
 use crate::ingest::stream::{Deadline, StreamReader};
+use crate::personal_data::PersonalDataHasher;
 use crate::settings::ReportSettings;
 use crate::summary::{FileSummary, LineCounts};
 use crate::transform::{self, RefreshOptions, ViewSet};
@@ -38,8 +39,8 @@ const CHANNEL_CHUNKS: usize = 4;
 const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 const COPY_STAGED_LINES: &str =
-    "copy elt.staged_lines (line_number, event_id, event_type, customer_id, user_id, \
-     fired_at, reject_reason, reject_detail, raw_line, line_length) from stdin (format binary)";
+    "copy elt.staged_lines (line_number, event_id, event_type, customer_id, user_id, fired_at, \
+     ip_hash, email_hash, reject_reason, reject_detail, raw_line, line_length) from stdin (format binary)";
 
 /// The merge of one staged batch, statement by statement (all in the batch's transaction).
 /// Rejects first: a reload (`--force`) of the same file does not store its rejects twice
@@ -76,14 +77,15 @@ truncate changed_events;";
 const MERGE_EVENTS: &str = "
 with first_occurrences as (
     select distinct on (event_id, event_type)
-        event_id, event_type, customer_id, user_id, fired_at, line_number
+        event_id, event_type, customer_id, user_id, fired_at, line_number, ip_hash, email_hash
     from elt.staged_lines
     where reject_reason is null
     order by event_id, event_type, line_number
 ),
 inserted as (
-    insert into elt.events (event_id, event_type, customer_id, user_id, fired_at, load_id, line_number)
-    select event_id, event_type, customer_id, user_id, fired_at, $1, line_number
+    insert into elt.events
+        (event_id, event_type, customer_id, user_id, fired_at, load_id, line_number, ip_hash, email_hash)
+    select event_id, event_type, customer_id, user_id, fired_at, $1, line_number, ip_hash, email_hash
     from first_occurrences
     on conflict (event_id, event_type) do nothing
     returning event_id, event_type, customer_id, user_id, fired_at
@@ -177,6 +179,8 @@ pub struct LoadOptions {
     /// A batch also commits once it is this old (and has lines), so reports follow a live
     /// stream on standard input.
     pub batch_seconds: f64,
+    /// Store keyed hashes of `ip` and `email` (without it, neither is stored in any form).
+    pub personal_data: Option<PersonalDataHasher>,
 }
 
 impl Default for LoadOptions {
@@ -186,6 +190,7 @@ impl Default for LoadOptions {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             force: false,
             batch_seconds: DEFAULT_BATCH_SECONDS,
+            personal_data: None,
         }
     }
 }
@@ -225,7 +230,10 @@ pub async fn load_files(
     stream_views: Option<&ViewSet>,
     progress: &ProgressBar,
 ) -> Result<Vec<FileSummary>> {
-    let cleaner = Cleaner::new(settings.accepted_event_types.clone(), settings.zone());
+    let mut cleaner = Cleaner::new(settings.accepted_event_types.clone(), settings.zone());
+    if options.personal_data.is_some() {
+        cleaner = cleaner.capturing_personal_data();
+    }
     let mut summaries = Vec::with_capacity(paths.len());
     for (position, path) in paths.iter().enumerate() {
         let summary = load_file(
@@ -858,11 +866,9 @@ fn read_and_encode(
                 encode_event(
                     &mut buffer,
                     line.number,
-                    &event.event_id,
+                    &event,
                     &cleaner.accepted_event_types()[event.event_type],
-                    event.customer_id,
-                    event.user_id,
-                    event.fired_at_micros,
+                    options.personal_data.as_ref(),
                 );
             }
             LineOutcome::Rejected { reason, detail } => {
@@ -923,7 +929,7 @@ fn write_copy_header(buffer: &mut BytesMut) {
     buffer.put_i32(0); // header extension length
 }
 
-const STAGED_COLUMNS: i16 = 10;
+const STAGED_COLUMNS: i16 = 12;
 
 fn put_i64(buffer: &mut BytesMut, value: i64) {
     buffer.put_i32(8);
@@ -942,19 +948,23 @@ fn put_null(buffer: &mut BytesMut) {
 fn encode_event(
     buffer: &mut BytesMut,
     line_number: u64,
-    event_id: &str,
+    event: &CleanEvent<'_>,
     event_type: &str,
-    customer_id: i64,
-    user_id: i64,
-    fired_at_micros: i64,
+    hasher: Option<&PersonalDataHasher>,
 ) {
     buffer.put_i16(STAGED_COLUMNS);
     put_i64(buffer, line_number as i64);
-    put_bytes(buffer, event_id.as_bytes());
+    put_bytes(buffer, event.event_id.as_bytes());
     put_bytes(buffer, event_type.as_bytes());
-    put_i64(buffer, customer_id);
-    put_i64(buffer, user_id);
-    put_i64(buffer, fired_at_micros - POSTGRES_EPOCH_MICROS);
+    put_i64(buffer, event.customer_id);
+    put_i64(buffer, event.user_id);
+    put_i64(buffer, event.fired_at_micros - POSTGRES_EPOCH_MICROS);
+    for personal in [&event.ip, &event.email] {
+        match (hasher, personal) {
+            (Some(hasher), Some(value)) => put_bytes(buffer, &hasher.hash(value)),
+            _ => put_null(buffer),
+        }
+    }
     for _ in 0..4 {
         put_null(buffer);
     }
@@ -970,7 +980,7 @@ fn encode_reject(
 ) {
     buffer.put_i16(STAGED_COLUMNS);
     put_i64(buffer, line_number as i64);
-    for _ in 0..5 {
+    for _ in 0..7 {
         put_null(buffer);
     }
     put_bytes(buffer, reason.as_bytes());
@@ -1167,21 +1177,35 @@ mod tests {
         write_copy_header(&mut buffer);
         assert_eq!(&buffer[..11], b"PGCOPY\n\xff\r\n\0");
         buffer.clear();
-        encode_event(
-            &mut buffer,
-            7,
-            "id",
-            "ReferralPageLoad",
-            1,
-            2,
-            POSTGRES_EPOCH_MICROS + 5,
-        );
+        let event = CleanEvent {
+            event_id: "id".into(),
+            event_type: 0,
+            customer_id: 1,
+            user_id: 2,
+            fired_at_micros: POSTGRES_EPOCH_MICROS + 5,
+            ip: Some("10.0.0.1".into()),
+            email: None,
+        };
+        encode_event(&mut buffer, 7, &event, "ReferralPageLoad", None);
         assert_eq!(i16::from_be_bytes([buffer[0], buffer[1]]), STAGED_COLUMNS);
         // line_number: length 8, value 7
         assert_eq!(&buffer[2..6], &8i32.to_be_bytes());
         assert_eq!(&buffer[6..14], &7i64.to_be_bytes());
-        // four trailing NULLs
-        assert!(buffer.ends_with(&[0xff; 16]));
+        // no key: the two hashes and the four reject columns are NULL, and the ip is nowhere
+        assert!(buffer.ends_with(&[0xff; 24]));
+        assert!(!String::from_utf8_lossy(&buffer).contains("10.0.0.1"));
+        buffer.clear();
+        let hasher = PersonalDataHasher::new(b"sixteen bytes or more").unwrap();
+        encode_event(&mut buffer, 7, &event, "ReferralPageLoad", Some(&hasher));
+        let hashed = hasher.hash("10.0.0.1");
+        assert!(
+            buffer.windows(32).any(|window| window == hashed),
+            "the keyed hash is stored"
+        );
+        assert!(
+            buffer.ends_with(&[0xff; 20]),
+            "email NULL + four reject columns"
+        );
         buffer.clear();
         encode_reject(&mut buffer, 1, "invalid_json", "bad\0detail", b"\xff", 1);
         let text = String::from_utf8_lossy(&buffer);

@@ -291,3 +291,77 @@ async fn load_then_refresh_builds_the_same_reports_as_run() {
     db.run_expecting(0, &["refresh"]);
     assert_rows_eq(&report_rows(&client).await, FIRST_NIGHT_REPORTS);
 }
+
+#[tokio::test]
+async fn personal_data_is_stored_only_as_keyed_hashes_and_only_with_a_key() {
+    let without_key = TestDatabase::new().await;
+    without_key.run_expecting(0, &["run", &fixture("second_night.jsonl")]);
+    let client = without_key.client().await;
+    let hashed: i64 = client
+        .query_one(
+            "select count(*) from elt.events where ip_hash is not null or email_hash is not null",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(hashed, 0, "no key, no hashes");
+
+    let with_key = TestDatabase::new().await;
+    let output = common::campaign_elt()
+        .args([
+            "run",
+            "--database-url",
+            &with_key.url,
+            &fixture("first_night.jsonl"),
+            "--max-line-bytes",
+            "2048",
+        ])
+        .env(
+            "CAMPAIGN_ELT_PII_HASH_KEY",
+            "a long enough secret for the test",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let client = with_key.client().await;
+    // Every fixture event has ip 10.0.0.1 and email someone@example.org: one distinct hash each.
+    let counts = common::rows(
+        &client,
+        "select count(*) filter (where ip_hash is null), count(distinct ip_hash), count(distinct email_hash),
+                bool_and(octet_length(ip_hash) = 32)
+         from staging.stg_events",
+    )
+    .await;
+    assert_eq!(counts, ["0|1|1|true"]);
+    let clear = common::rows(
+        &client,
+        "select count(*) from elt.events as events
+         where position('10.0.0.1' in events::text) > 0 or position('example.org' in events::text) > 0",
+    )
+    .await;
+    assert_eq!(
+        clear,
+        ["0"],
+        "the clear values are stored nowhere in the events table"
+    );
+
+    // A key that is too short is a clear error.
+    let output = common::campaign_elt()
+        .args([
+            "run",
+            "--database-url",
+            &with_key.url,
+            &fixture("second_night.jsonl"),
+        ])
+        .env("CAMPAIGN_ELT_PII_HASH_KEY", "short")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("at least 16 bytes"));
+}

@@ -75,6 +75,10 @@ pub struct CleanEvent<'a> {
     pub user_id: i64,
     /// Microseconds since 1970-01-01 00:00:00 UTC.
     pub fired_at_micros: i64,
+    /// The `ip` and `email` strings (first occurrence), only when the cleaner was asked to
+    /// capture personal data (to store keyed hashes of them); never part of validation.
+    pub ip: Option<Cow<'a, str>>,
+    pub email: Option<Cow<'a, str>>,
 }
 
 /// The one outcome of a line (duplicates are decided later, in the database).
@@ -97,6 +101,7 @@ pub const DEFAULT_EVENT_TYPES: [&str; 3] =
 pub struct Cleaner {
     accepted_event_types: Vec<String>,
     zone: SourceTimeZone,
+    capture_personal_data: bool,
 }
 
 /// The longest accepted `event_id`, in UTF-8 bytes.
@@ -117,7 +122,14 @@ impl Cleaner {
         Self {
             accepted_event_types,
             zone,
+            capture_personal_data: false,
         }
+    }
+
+    /// Also hand over the `ip` and `email` strings of valid events (for keyed hashes).
+    pub fn capturing_personal_data(mut self) -> Self {
+        self.capture_personal_data = true;
+        self
     }
 
     pub fn accepted_event_types(&self) -> &[String] {
@@ -196,6 +208,8 @@ enum Key {
     UserId,
     FiredAt,
     EventType,
+    Ip,
+    Email,
     Other,
 }
 
@@ -207,6 +221,8 @@ impl Key {
             Key::UserId => "user_id",
             Key::FiredAt => "fired_at",
             Key::EventType => "event_type",
+            Key::Ip => "ip",
+            Key::Email => "email",
             Key::Other => "other",
         }
     }
@@ -228,6 +244,8 @@ impl<'de> Deserialize<'de> for Key {
                     "user_id" => Key::UserId,
                     "fired_at" => Key::FiredAt,
                     "event_type" => Key::EventType,
+                    "ip" => Key::Ip,
+                    "email" => Key::Email,
                     _ => Key::Other,
                 })
             }
@@ -256,6 +274,8 @@ struct Fields<'a> {
     user_id: Option<Value<'a>>,
     fired_at: Option<Value<'a>>,
     event_type: Option<Value<'a>>,
+    ip: Option<Cow<'a, str>>,
+    email: Option<Cow<'a, str>>,
 }
 
 type Reject = (RejectReason, String);
@@ -317,6 +337,8 @@ impl<'a> Fields<'a> {
             customer_id,
             user_id,
             fired_at_micros,
+            ip: self.ip,
+            email: self.email,
         })
     }
 }
@@ -343,7 +365,7 @@ fn reasons(key: Key) -> (RejectReason, RejectReason) {
         ),
         Key::UserId => (RejectReason::MissingUserId, RejectReason::InvalidUserId),
         Key::FiredAt => (RejectReason::MissingFiredAt, RejectReason::InvalidFiredAt),
-        Key::EventType | Key::Other => (
+        Key::EventType | Key::Ip | Key::Email | Key::Other => (
             RejectReason::MissingEventType,
             RejectReason::UnknownEventType,
         ),
@@ -482,7 +504,21 @@ impl<'de> Visitor<'de> for LineSeed<'_> {
                 Key::UserId => &mut fields.user_id,
                 Key::FiredAt => &mut fields.fired_at,
                 Key::EventType => &mut fields.event_type,
-                Key::Other => {
+                Key::Ip | Key::Email if self.cleaner.capture_personal_data => {
+                    // Personal fields are optional and not checked: a string is kept (first
+                    // occurrence) for its keyed hash, anything else is ignored.
+                    let value = map.next_value::<PersonalValue<'de>>()?.0;
+                    let slot = if key == Key::Ip {
+                        &mut fields.ip
+                    } else {
+                        &mut fields.email
+                    };
+                    if slot.is_none() {
+                        *slot = value;
+                    }
+                    continue;
+                }
+                Key::Ip | Key::Email | Key::Other => {
                     map.next_value::<IgnoredAny>()?;
                     continue;
                 }
@@ -521,6 +557,51 @@ impl<'de> Visitor<'de> for LineSeed<'_> {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Fields<'de>, A::Error> {
         Err(not_an_object("an array"))
+    }
+}
+
+/// An optional personal field: its string, or `None` for any other JSON value.
+struct PersonalValue<'a>(Option<Cow<'a, str>>);
+
+impl<'de> Deserialize<'de> for PersonalValue<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PersonalVisitor;
+        impl<'de> Visitor<'de> for PersonalVisitor {
+            type Value = PersonalValue<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
+                Ok(PersonalValue(Some(Cow::Borrowed(s))))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(PersonalValue(Some(Cow::Owned(s.to_owned()))))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(PersonalValue(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(PersonalValue(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(PersonalValue(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(PersonalValue(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(PersonalValue(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(PersonalValue(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(PersonalValue(None))
+            }
+        }
+        deserializer.deserialize_any(PersonalVisitor)
     }
 }
 
@@ -563,7 +644,7 @@ impl<'de> Visitor<'de> for FieldSeed<'_> {
                 .iter()
                 .position(|accepted| accepted == s)
                 .map_or(Value::Invalid, Value::EventType),
-            Key::Other => Value::Invalid,
+            Key::Ip | Key::Email | Key::Other => Value::Invalid,
         })
     }
 
@@ -1587,6 +1668,46 @@ mod tests {
             prop_assert_eq!((event.customer_id, event.user_id), (customer_id, user_id));
             prop_assert_eq!(event.event_type, type_index);
             prop_assert_eq!(event.fired_at_micros, secs * 1_000_000);
+        }
+    }
+
+    #[test]
+    fn personal_data_is_captured_only_when_asked() {
+        let line = r#"{"event_id":"a","customer_id":1,"fired_at":"01\/01\/2022, 00:00:06","user_id":2,"event_type":"ReferralPageLoad","ip":"10.0.0.1","email":"x\u0040example.org","ip":"10.9.9.9"}"#;
+        let raw = RawLine {
+            number: 1,
+            bytes: line.as_bytes(),
+            length: line.len() as u64,
+            too_long: false,
+            has_newline: true,
+        };
+        match Cleaner::default().classify(&raw) {
+            LineOutcome::Event(event) => assert_eq!((event.ip, event.email), (None, None)),
+            other => panic!("{other:?}"),
+        }
+        match Cleaner::default().capturing_personal_data().classify(&raw) {
+            LineOutcome::Event(event) => {
+                assert_eq!(
+                    event.ip.as_deref(),
+                    Some("10.0.0.1"),
+                    "the first occurrence"
+                );
+                assert_eq!(event.email.as_deref(), Some("x@example.org"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A personal field of another type is ignored, not a reject.
+        let line = r#"{"event_id":"a","customer_id":1,"fired_at":"01\/01\/2022, 00:00:06","user_id":2,"event_type":"ReferralPageLoad","ip":[1,2],"email":null}"#;
+        let raw = RawLine {
+            number: 1,
+            bytes: line.as_bytes(),
+            length: line.len() as u64,
+            too_long: false,
+            has_newline: true,
+        };
+        match Cleaner::default().capturing_personal_data().classify(&raw) {
+            LineOutcome::Event(event) => assert_eq!((event.ip, event.email), (None, None)),
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -3,6 +3,7 @@
 -- sources: elt.events (loaded by campaign-elt)
 -- owner: analytics
 -- `hour` is the start of the event's UTC hour, whatever the session's TimeZone.
+-- ip and email are never stored; with a key, their keyed hashes allow distinct counts.
 
 with events as (
     select * from elt.events
@@ -15,7 +16,10 @@ final as (
         customer_id,
         user_id,
         fired_at,
-        date_trunc('hour', fired_at, 'UTC') as hour
+        date_trunc('hour', fired_at, 'UTC') as hour,
+        -- keyed hashes of ip and email, NULL unless the operator configured a key
+        ip_hash,
+        email_hash
     from events
 )
 
