@@ -73,6 +73,9 @@ pub enum Command {
     Report(ReportArgs),
     /// Write synthetic referral event logs (deterministic by seed).
     Generate(GenerateArgs),
+    /// Delete the stored raw rejected lines (they may hold personal data) of loads that started
+    /// before a cutoff: the retention tool for elt.rejects.
+    PurgeRejects(crate::purge::PurgeRejectsArgs),
 }
 
 /// Settings that change what the reports mean; stored in the database by the first run.

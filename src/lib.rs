@@ -13,6 +13,7 @@ pub mod exit;
 pub mod generate;
 pub mod ingest;
 pub mod load;
+pub mod purge;
 pub mod report;
 pub mod settings;
 pub mod summary;
