@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod load;
 pub mod purge;
 pub mod report;
+pub mod roles;
 pub mod settings;
 pub mod summary;
 pub mod transform;
