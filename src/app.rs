@@ -90,6 +90,8 @@ pub async fn execute(cli: &Cli, stdout: &mut dyn Write) -> Result<i32> {
             report_summary(cli, &summary, stdout)?;
             return Ok(summary.exit_code);
         }
+        Command::PurgeRejects(args) => return crate::purge::command(cli, args, stdout).await,
+        Command::SetupRoles(args) => return crate::roles::command(cli, args, stdout).await,
         Command::Load(_) | Command::Refresh(_) | Command::Run(_) | Command::Unload(_) => {}
     }
 

@@ -73,6 +73,12 @@ pub enum Command {
     Report(ReportArgs),
     /// Write synthetic referral event logs (deterministic by seed).
     Generate(GenerateArgs),
+    /// Delete the stored raw rejected lines (they may hold personal data) of loads that started
+    /// before a cutoff: the retention tool for elt.rejects.
+    PurgeRejects(crate::purge::PurgeRejectsArgs),
+    /// Create (idempotently) the least-privilege group roles PREFIX_loader, PREFIX_transform and
+    /// PREFIX_analyst and grant them what their commands need; run as the schema owner.
+    SetupRoles(crate::roles::SetupRolesArgs),
 }
 
 /// Settings that change what the reports mean; stored in the database by the first run.

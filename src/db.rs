@@ -27,19 +27,64 @@ pub async fn connect(settings: &ConnectionSettings) -> Result<Client> {
     Ok(client)
 }
 
+/// Resolves the connection like psql does (`--database-url`, `DATABASE_URL`, libpq variables)
+/// and connects.
+pub async fn connect_from_env(database_url: Option<&str>) -> Result<Client> {
+    let settings = connection::resolve_from_process_env(database_url)?;
+    tracing::debug!("connecting to {}", settings.display);
+    connect(&settings).await
+}
+
 /// Applies the embedded migrations (`migrations/`), all pending ones in one transaction.
+///
+/// A schema that is already up to date is only read, so the least-privilege roles of
+/// `setup-roles` (which may not create tables) can run every command; migrations that are
+/// pending need the schema owner.
 pub async fn migrate(client: &mut Client) -> Result<Vec<String>> {
-    let report = embedded::migrations::runner()
+    let runner = embedded::migrations::runner();
+    if is_up_to_date(client, runner.get_migrations()).await? {
+        return Ok(Vec::new());
+    }
+    let report = runner
         .set_grouped(true)
         .set_abort_divergent(true)
         .run_async(client)
         .await
-        .context("cannot apply migrations")?;
+        .context("cannot apply migrations (they need the schema owner: run `campaign-elt migrate` as that role)")?;
     Ok(report
         .applied_migrations()
         .iter()
         .map(|migration| format!("V{}__{}", migration.version(), migration.name()))
         .collect())
+}
+
+/// Whether every embedded migration is recorded with the same checksum (read-only).
+async fn is_up_to_date(client: &Client, migrations: &[refinery::Migration]) -> Result<bool> {
+    let history = client
+        .query_one(
+            "select to_regclass('refinery_schema_history') is not null",
+            &[],
+        )
+        .await
+        .context("cannot read the migration history")?;
+    if !history.get::<_, bool>(0) {
+        return Ok(false);
+    }
+    let applied: std::collections::HashMap<i32, String> = client
+        .query("select version, checksum from refinery_schema_history", &[])
+        .await
+        .context("cannot read the migration history")?
+        .iter()
+        .map(|row| {
+            (
+                row.get(0),
+                row.get::<_, Option<String>>(1).unwrap_or_default(),
+            )
+        })
+        .collect();
+    Ok(migrations.iter().all(|migration| {
+        applied.get(&(migration.version() as i32)) == Some(&migration.checksum().to_string())
+    }))
 }
 
 /// Outcome of asking for the run lock.

@@ -820,6 +820,8 @@ mod tests {
                 customer_id: 344,
                 user_id: 165,
                 fired_at_micros: REAL_FIRED_AT,
+                ip: None,
+                email: None,
             }
         );
         assert!(matches!(event.event_id, Cow::Borrowed(_)));
