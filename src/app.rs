@@ -89,6 +89,12 @@ pub async fn execute(cli: &Cli, stdout: &mut dyn Write) -> Result<i32> {
             report_summary(cli, &summary, stdout)?;
             return Ok(summary.exit_code);
         }
+        Command::Refresh(args) if args.dry_run => {
+            return dry_run(cli, &args.settings, args.full_refresh, stdout).await
+        }
+        Command::Run(args) if args.dry_run => {
+            return dry_run(cli, &args.load.settings, args.full_refresh, stdout).await
+        }
         Command::Load(_) | Command::Refresh(_) | Command::Run(_) | Command::Unload(_) => {}
     }
 
@@ -279,6 +285,20 @@ async fn run_steps(
     if !summary.data_test_failures.is_empty() {
         return Ok(exit::DATA_TEST_FAILED);
     }
+    Ok(exit::SUCCESS)
+}
+
+/// `refresh --dry-run`, `run --dry-run`: print the refresh plan; load and change nothing.
+async fn dry_run(
+    cli: &Cli,
+    settings: &SettingsArgs,
+    full_refresh: bool,
+    stdout: &mut dyn Write,
+) -> Result<i32> {
+    let views = ViewSet::load(cli.global.views_dir.as_deref())?;
+    let mut client = open(cli).await?;
+    let requested = requested_settings(settings);
+    transform::dry_run(&mut client, &views, &requested, full_refresh, stdout).await?;
     Ok(exit::SUCCESS)
 }
 
