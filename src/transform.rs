@@ -866,7 +866,7 @@ pub async fn dry_run(
         views.tests.len()
     )?;
     eprintln!(
-        "dry run ({} views): {} step(s), {} relation(s) to rebuild, {} to drop, {} stale key(s) queued{}; \
+        "dry run (views: {}): {} step(s), {} relation(s) to rebuild, {} to drop, {} stale key(s) queued{}; \
          nothing was loaded or changed",
         views.origin,
         plan.steps.len(),
