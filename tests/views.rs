@@ -38,41 +38,28 @@ const FIRST_NIGHT_REPORTS: &[&str] = &[
     "click_through_rate|5|2022-01-01 06:00|0|0|∅",
 ];
 
-/// The README's example of a new report ("Change a report").
-const DAILY_CLICK_THROUGH_RATE: &str = "\
--- materialized: table
--- grain: one row per customer and UTC day with at least one page load or click
--- sources: reports.click_through_rate
--- owner: analytics
---
--- Related clicks over page loads per UTC day, unrounded; NULL on a day without page loads.
+/// The first ```sql block after `marker` in README.md: the examples of "Change a report" are
+/// the files these tests build, so the walkthrough cannot drift from what works.
+fn readme_sql(marker: &str) -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let after = &readme[readme
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker:?} not in README.md"))..];
+    let start = after.find("```sql\n").expect("an sql block") + "```sql\n".len();
+    let end = after[start..].find("```").expect("end of the sql block");
+    after[start..start + end].to_owned()
+}
 
-with click_through_rate as (
-    select * from reports.click_through_rate
-),
+/// The README's new report: daily click-through rate, materialized as a table.
+fn daily_click_through_rate() -> String {
+    readme_sql("**2. Write the file** `views/reports/daily_click_through_rate.sql`")
+}
 
-daily_totals as (
-    select
-        customer_id,
-        date_trunc('day', hour, 'UTC') as day,
-        sum(page_loads)::bigint as page_loads,
-        sum(related_clicks)::bigint as related_clicks
-    from click_through_rate
-    group by customer_id, date_trunc('day', hour, 'UTC')
-),
-
-final as (
-    select
-        customer_id,
-        day,
-        page_loads,
-        related_clicks,
-        related_clicks::numeric / nullif(page_loads, 0) as click_through_rate
-    from daily_totals
-)
-
-select * from final
-";
+/// The README's data test for it.
+fn daily_page_loads_add_up() -> String {
+    readme_sql("`views/tests/daily_page_loads_add_up.sql`")
+}
 
 const DAILY_ROWS_QUERY: &str =
     "select customer_id, to_char(day at time zone 'UTC', 'YYYY-MM-DD') as day, \
@@ -296,7 +283,7 @@ async fn a_new_file_creates_its_relation() {
     project.first_night();
     project.write(
         "reports/daily_click_through_rate.sql",
-        DAILY_CLICK_THROUGH_RATE,
+        &daily_click_through_rate(),
     );
     let (rebuilt, _) = refresh_json(&project, &[]);
     assert_eq!(rebuilt, ["reports.daily_click_through_rate"]);
@@ -321,6 +308,25 @@ async fn a_new_file_creates_its_relation() {
             "5|2022-01-01|0|0|∅",
         ],
     );
+    // The README's data test passes, and fails when the report is wrong.
+    project.write(
+        "tests/daily_page_loads_add_up.sql",
+        &daily_page_loads_add_up(),
+    );
+    project.run(0, &["test"]);
+    client
+        .batch_execute(
+            "update reports.daily_click_through_rate set page_loads = 7 where customer_id = 2",
+        )
+        .await
+        .unwrap();
+    let output = project.run(4, &["test"]);
+    assert!(
+        stderr(&output).contains("daily_page_loads_add_up"),
+        "{}",
+        stderr(&output)
+    );
+
     // The table is rebuilt on every refresh, so the next night shows up in it.
     project.run(0, &["run", &fixture("second_night.jsonl")]);
     let output = project.run(
@@ -369,7 +375,7 @@ async fn a_deleted_file_drops_its_relation_and_only_that() {
     let project = Project::new().await;
     project.write(
         "reports/daily_click_through_rate.sql",
-        DAILY_CLICK_THROUGH_RATE,
+        &daily_click_through_rate(),
     );
     project.first_night();
     assert!(exists(&project.db, "reports.daily_click_through_rate").await);
@@ -688,7 +694,7 @@ async fn dry_run_prints_the_statements_in_order_and_changes_nothing() {
     );
     project.write(
         "reports/daily_click_through_rate.sql",
-        DAILY_CLICK_THROUGH_RATE,
+        &daily_click_through_rate(),
     );
     let before = database_state(&project.db).await;
 
