@@ -92,6 +92,12 @@ pub async fn execute(cli: &Cli, stdout: &mut dyn Write) -> Result<i32> {
         }
         Command::PurgeRejects(args) => return crate::purge::command(cli, args, stdout).await,
         Command::SetupRoles(args) => return crate::roles::command(cli, args, stdout).await,
+        Command::Refresh(args) if args.dry_run => {
+            return dry_run(cli, &args.settings, args.full_refresh, stdout).await
+        }
+        Command::Run(args) if args.dry_run => {
+            return dry_run(cli, &args.load.settings, args.full_refresh, stdout).await
+        }
         Command::Load(_) | Command::Refresh(_) | Command::Run(_) | Command::Unload(_) => {}
     }
 
@@ -299,6 +305,20 @@ fn personal_data_hasher(args: &LoadArgs) -> Result<Option<PersonalDataHasher>> {
             .map(Some),
         _ => Ok(None),
     }
+}
+
+/// `refresh --dry-run`, `run --dry-run`: print the refresh plan; load and change nothing.
+async fn dry_run(
+    cli: &Cli,
+    settings: &SettingsArgs,
+    full_refresh: bool,
+    stdout: &mut dyn Write,
+) -> Result<i32> {
+    let views = ViewSet::load(cli.global.views_dir.as_deref())?;
+    let mut client = open(cli).await?;
+    let requested = requested_settings(settings);
+    transform::dry_run(&mut client, &views, &requested, full_refresh, stdout).await?;
+    Ok(exit::SUCCESS)
 }
 
 fn requested_settings(args: &SettingsArgs) -> RequestedSettings {

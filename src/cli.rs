@@ -154,6 +154,11 @@ pub struct RefreshArgs {
 
     #[command(flatten)]
     pub settings: SettingsArgs,
+
+    /// Print the SQL this refresh would execute, in order, each statement after a comment naming
+    /// its file and why it runs (new, changed, depends on X, refresh); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -164,6 +169,10 @@ pub struct RunArgs {
     /// Rebuild every report relation from all events (needed after a settings change).
     #[arg(long)]
     pub full_refresh: bool,
+
+    /// Load nothing: print the SQL the refresh would execute, in order (as refresh --dry-run).
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Args)]

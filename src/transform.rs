@@ -9,9 +9,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use include_dir::{include_dir, Dir};
-use tokio_postgres::{Client, Transaction};
+use std::io::Write;
+
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, GenericClient, Transaction};
 
 use crate::db::{quote_ident, quote_relation};
+use crate::settings::{self, RequestedSettings};
 use crate::summary::{DataTestFailure, RefreshSummary};
 
 /// The report definitions built into the binary (the repository's `views/`).
@@ -371,33 +375,224 @@ pub struct RefreshOptions {
 }
 
 /// A relation the tool created earlier, as recorded in `elt.managed_relations`.
-#[derive(Debug, Clone)]
-struct ManagedRelation {
-    materialized: Materialization,
-    checksum: String,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedRelation {
+    /// `schema.name`.
+    pub relation: String,
+    pub materialized: Materialization,
+    pub checksum: String,
+    /// The file it was built from, relative to its views directory.
+    pub source_path: String,
 }
 
-async fn managed_relations(client: &Transaction<'_>) -> Result<BTreeMap<String, ManagedRelation>> {
+/// The relations the tool created, newest first: the reverse of an order they could be built in
+/// (a relation is always rebuilt after what it reads), so a safe order to drop them in.
+async fn managed_relations(client: &impl GenericClient) -> Result<Vec<ManagedRelation>> {
     let rows = client
         .query(
-            "select relation_name, materialized, checksum from elt.managed_relations order by built_at desc, relation_name",
+            "select relation_name, materialized, checksum, source_path from elt.managed_relations
+             order by built_at desc, relation_name desc",
             &[],
         )
-        .await?;
+        .await
+        .context("cannot read elt.managed_relations")?;
     Ok(rows
         .iter()
-        .map(|row| {
-            let materialized: String = row.get(1);
-            (
-                row.get::<_, String>(0),
-                ManagedRelation {
-                    materialized: Materialization::parse(&materialized)
-                        .unwrap_or(Materialization::Table),
-                    checksum: row.get(2),
-                },
-            )
+        .map(|row| ManagedRelation {
+            relation: row.get(0),
+            materialized: Materialization::parse(row.get(1)).unwrap_or(Materialization::Table),
+            checksum: row.get(2),
+            source_path: row.get(3),
         })
         .collect())
+}
+
+/// Why a step of a refresh runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Why {
+    /// Claims the queued stale keys as `stale_ranges`.
+    StaleKeys,
+    /// The file has no relation yet.
+    New,
+    /// The file's checksum (or materialization) differs from the one its relation was built from.
+    Changed,
+    /// `--full-refresh` (or a settings change) rebuilds everything.
+    FullRefresh,
+    /// A relation this file reads is rebuilt.
+    DependsOn(String),
+    /// The file is gone: its relation is dropped.
+    Removed,
+    /// Unchanged: kept up to date as its materialization says.
+    Refresh,
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Why::StaleKeys => write!(f, "claim the queued stale keys as stale_ranges"),
+            Why::New => write!(f, "new"),
+            Why::Changed => write!(f, "changed"),
+            Why::FullRefresh => write!(f, "full refresh"),
+            Why::DependsOn(relation) => write!(f, "depends on {relation}"),
+            Why::Removed => write!(f, "file removed"),
+            Why::Refresh => write!(f, "refresh"),
+        }
+    }
+}
+
+/// What a step does, besides running its statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Defines `stale_ranges` for this refresh.
+    Prepare,
+    /// Drops a relation the tool created (and forgets it).
+    Drop,
+    /// Builds (`rebuild`) or refreshes the model `views.models[model]`.
+    Build { model: usize, rebuild: bool },
+}
+
+/// One step of a refresh: the statements run for one file.
+#[derive(Debug, Clone)]
+pub struct PlanStep {
+    /// The file, relative to its views directory (`campaign-elt` for the tool's own statements).
+    pub path: String,
+    /// The relation the step works on (empty for [`Action::Prepare`]).
+    pub relation: String,
+    pub why: Why,
+    pub action: Action,
+    pub statements: Vec<String>,
+}
+
+/// Everything one refresh executes, in order. Computed by [`plan_refresh`] from the files and the
+/// relations recorded in the database; executed by [`refresh`], printed by [`dry_run`].
+#[derive(Debug, Clone)]
+pub struct RefreshPlan {
+    pub full_refresh: bool,
+    pub steps: Vec<PlanStep>,
+}
+
+impl RefreshPlan {
+    /// Relations built whole by this plan, in build order.
+    pub fn rebuilt(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .filter(|step| matches!(step.action, Action::Build { rebuild: true, .. }))
+            .map(|step| step.relation.clone())
+            .collect()
+    }
+
+    /// Relations dropped for good (their file is gone).
+    pub fn dropped(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .filter(|step| step.action == Action::Drop && step.why == Why::Removed)
+            .map(|step| step.relation.clone())
+            .collect()
+    }
+
+    /// The plan as SQL text: every statement after a `-- <file> (<why>)` comment.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for step in &self.steps {
+            for statement in &step.statements {
+                out.push_str(&format!(
+                    "-- {} ({})\n{};\n\n",
+                    step.path, step.why, statement
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// Decides what a refresh does: drop the relations of removed files (newest first), drop what
+/// must be rebuilt (new or changed files and everything downstream of them; dependents first),
+/// then build or refresh every model in dependency order. Pure: the same plan is executed by
+/// [`refresh`] and printed by [`dry_run`].
+pub fn plan_refresh(
+    views: &ViewSet,
+    managed: &[ManagedRelation],
+    full_refresh: bool,
+) -> RefreshPlan {
+    let recorded: BTreeMap<&str, &ManagedRelation> = managed
+        .iter()
+        .map(|relation| (relation.relation.as_str(), relation))
+        .collect();
+    let mut rebuild: BTreeMap<&str, Why> = BTreeMap::new();
+    for model in &views.models {
+        let why = match recorded.get(model.relation.as_str()) {
+            None => Some(Why::New),
+            Some(relation)
+                if relation.checksum != model.checksum
+                    || relation.materialized != model.materialized =>
+            {
+                Some(Why::Changed)
+            }
+            Some(_) if full_refresh => Some(Why::FullRefresh),
+            Some(_) => model
+                .depends_on
+                .iter()
+                .find(|dep| rebuild.contains_key(dep.as_str()))
+                .map(|dep| Why::DependsOn(dep.clone())),
+        };
+        if let Some(why) = why {
+            rebuild.insert(&model.relation, why);
+        }
+    }
+
+    let mut steps = vec![PlanStep {
+        path: "campaign-elt".into(),
+        relation: String::new(),
+        why: Why::StaleKeys,
+        action: Action::Prepare,
+        statements: PREPARE_STALE_RANGES.iter().map(|s| s.to_string()).collect(),
+    }];
+    let drop = |relation: &ManagedRelation, path: &str, why: Why| PlanStep {
+        path: path.to_owned(),
+        relation: relation.relation.clone(),
+        why,
+        action: Action::Drop,
+        statements: vec![format!(
+            "drop {} if exists {}",
+            relation.materialized.drop_keyword(),
+            quote_relation(&relation.relation)
+        )],
+    };
+    let present: BTreeSet<&str> = views.models.iter().map(|m| m.relation.as_str()).collect();
+    for relation in managed {
+        if !present.contains(relation.relation.as_str()) {
+            steps.push(drop(relation, &relation.source_path, Why::Removed));
+        }
+    }
+    for model in views.models.iter().rev() {
+        if let (Some(why), Some(relation)) = (
+            rebuild.get(model.relation.as_str()),
+            recorded.get(model.relation.as_str()),
+        ) {
+            steps.push(drop(relation, &model.path, why.clone()));
+        }
+    }
+    for (index, model) in views.models.iter().enumerate() {
+        let why = rebuild.get(model.relation.as_str());
+        let statements = model_statements(model, why.is_some());
+        if statements.is_empty() {
+            continue; // an unchanged view: nothing to do
+        }
+        steps.push(PlanStep {
+            path: model.path.clone(),
+            relation: model.relation.clone(),
+            why: why.cloned().unwrap_or(Why::Refresh),
+            action: Action::Build {
+                model: index,
+                rebuild: why.is_some(),
+            },
+            statements,
+        });
+    }
+    RefreshPlan {
+        full_refresh,
+        steps,
+    }
 }
 
 /// The statements that build or refresh one model.
@@ -416,6 +611,13 @@ fn model_statements(model: &Model, rebuild: bool) -> Vec<String> {
         }
     };
     let mut statements = Vec::new();
+    if rebuild {
+        let schema = model.relation.split('.').next().unwrap_or("public");
+        statements.push(format!(
+            "create schema if not exists {}",
+            quote_ident(schema)
+        ));
+    }
     match (model.materialized, rebuild) {
         (Materialization::View, true) => {
             statements.push(format!("create view {relation} as\n{sql}"))
@@ -470,20 +672,20 @@ fn model_statements(model: &Model, rebuild: bool) -> Vec<String> {
 
 /// Prepares the stale key ranges of this refresh: claims the durable queue (restored if the
 /// refresh rolls back) and defines `stale_ranges (customer_id, starts_at, ends_at)`.
-const PREPARE_STALE_RANGES: &str = "
-create temporary table elt_queued_ranges on commit drop as
+const PREPARE_STALE_RANGES: [&str; 5] = [
+    "create temporary table elt_queued_ranges on commit drop as
 with claimed as (
     delete from elt.stale_keys returning customer_id, hour
 )
 select distinct customer_id, hour as starts_at, hour + interval '1 hour' as ends_at
-from claimed;
-analyze elt_queued_ranges;
-create temporary table elt_all_ranges on commit drop as
+from claimed",
+    "analyze elt_queued_ranges",
+    "create temporary table elt_all_ranges on commit drop as
 select customer_id, '-infinity'::timestamptz as starts_at, 'infinity'::timestamptz as ends_at
-from (select distinct customer_id from elt.events) as customers;
-analyze elt_all_ranges;
-create or replace temporary view stale_ranges as select * from elt_queued_ranges;
-";
+from (select distinct customer_id from elt.events) as customers",
+    "analyze elt_all_ranges",
+    "create or replace temporary view stale_ranges as select * from elt_queued_ranges",
+];
 
 /// Builds what changed and refreshes the rest for the stale keys, in one transaction.
 pub async fn refresh(
@@ -493,108 +695,14 @@ pub async fn refresh(
     options: RefreshOptions,
 ) -> Result<RefreshSummary> {
     let transaction = client.transaction().await?;
-    transaction
-        .batch_execute(PREPARE_STALE_RANGES)
-        .await
-        .context("cannot claim the stale keys")?;
     let managed = managed_relations(&transaction).await?;
-
-    // What must be rebuilt whole: new or changed files and everything downstream of them.
-    let mut rebuild: BTreeSet<String> = BTreeSet::new();
-    for model in &views.models {
-        let changed = managed.get(&model.relation).is_none_or(|recorded| {
-            recorded.checksum != model.checksum || recorded.materialized != model.materialized
-        });
-        if options.full_refresh
-            || changed
-            || model.depends_on.iter().any(|dep| rebuild.contains(dep))
-        {
-            rebuild.insert(model.relation.clone());
-        }
-    }
-    let present: BTreeSet<&str> = views.models.iter().map(|m| m.relation.as_str()).collect();
-    let removed: Vec<(&String, &ManagedRelation)> = managed
-        .iter()
-        .filter(|(name, _)| !present.contains(name.as_str()))
-        .collect();
-
-    // Drop: relations whose file is gone (newest first), then the rebuild set downstream-first.
-    // Never cascade: an object the tool did not create stops the rebuild with a clear message.
-    let mut dropped = Vec::new();
-    let to_drop = removed
-        .iter()
-        .map(|(name, relation)| ((*name).clone(), relation.materialized))
-        .chain(
-            views
-                .models
-                .iter()
-                .rev()
-                .filter(|m| rebuild.contains(&m.relation) && managed.contains_key(&m.relation))
-                .map(|m| (m.relation.clone(), managed[&m.relation].materialized)),
-        );
-    for (name, materialized) in to_drop {
-        let statement = format!(
-            "drop {} if exists {}",
-            materialized.drop_keyword(),
-            quote_relation(&name)
-        );
-        if let Err(error) = transaction.batch_execute(&statement).await {
-            let message = database_message(&error);
-            if message.contains("depend") {
-                bail!(
-                    "cannot rebuild {name}: objects that campaign-elt did not create depend on it ({message}); \
-                     drop them, refresh, then re-create them"
-                );
-            }
-            return Err(anyhow!("cannot drop {name}: {message}"));
-        }
-        transaction
-            .execute(
-                "delete from elt.managed_relations where relation_name = $1",
-                &[&name],
-            )
-            .await?;
-        if !present.contains(name.as_str()) {
-            dropped.push(name);
-        }
+    let plan = plan_refresh(views, &managed, options.full_refresh);
+    for step in &plan.steps {
+        execute_step(&transaction, views, step).await?;
     }
 
-    for model in &views.models {
-        let is_rebuild = rebuild.contains(&model.relation);
-        if is_rebuild {
-            let schema = model.relation.split('.').next().unwrap_or("public");
-            transaction
-                .batch_execute(&format!(
-                    "create schema if not exists {}",
-                    quote_ident(schema)
-                ))
-                .await
-                .with_context(|| format!("{}: cannot create schema {schema}", model.path))?;
-        }
-        for statement in model_statements(model, is_rebuild) {
-            execute_model_statement(&transaction, model, &statement).await?;
-        }
-        if is_rebuild {
-            transaction
-                .execute(
-                    "insert into elt.managed_relations (relation_name, materialized, checksum, source_path)
-                     values ($1, $2, $3, $4)
-                     on conflict (relation_name) do update set
-                         materialized = excluded.materialized, checksum = excluded.checksum,
-                         source_path = excluded.source_path, built_at = clock_timestamp()",
-                    &[&model.relation, &model.materialized.name(), &model.checksum, &model.path],
-                )
-                .await?;
-        }
-    }
-
-    let full_refresh = options.full_refresh;
-    let rebuilt: Vec<String> = views
-        .models
-        .iter()
-        .filter(|m| rebuild.contains(&m.relation))
-        .map(|m| m.relation.clone())
-        .collect();
+    let full_refresh = plan.full_refresh;
+    let rebuilt = plan.rebuilt();
     let row = transaction
         .query_one(
             "with recorded as (
@@ -633,8 +741,141 @@ pub async fn refresh(
         recomputed_keys: row.get(1),
         events_read: row.get(2),
         rebuilt_relations: rebuilt,
-        dropped_relations: dropped,
+        dropped_relations: plan.dropped(),
     })
+}
+
+/// Runs one step of a plan and keeps `elt.managed_relations` in line with it.
+async fn execute_step(
+    transaction: &Transaction<'_>,
+    views: &ViewSet,
+    step: &PlanStep,
+) -> Result<()> {
+    match step.action {
+        Action::Prepare => {
+            for statement in &step.statements {
+                transaction
+                    .batch_execute(statement)
+                    .await
+                    .context("cannot claim the stale keys")?;
+            }
+        }
+        Action::Drop => {
+            for statement in &step.statements {
+                if let Err(error) = transaction.batch_execute(statement).await {
+                    let verb = if step.why == Why::Removed {
+                        "drop"
+                    } else {
+                        "rebuild"
+                    };
+                    if error.code() == Some(&SqlState::DEPENDENT_OBJECTS_STILL_EXIST) {
+                        let detail = error
+                            .as_db_error()
+                            .and_then(|db| db.detail())
+                            .unwrap_or("other objects depend on it");
+                        bail!(
+                            "{}: cannot {verb} {} ({}): {}; campaign-elt never drops objects it did not create \
+                             and never cascades: drop or move them, refresh, then re-create them",
+                            step.path,
+                            step.relation,
+                            step.why,
+                            detail.replace('\n', "; ")
+                        );
+                    }
+                    bail!(
+                        "{}: cannot drop {}: {}",
+                        step.path,
+                        step.relation,
+                        database_message(&error)
+                    );
+                }
+            }
+            transaction
+                .execute(
+                    "delete from elt.managed_relations where relation_name = $1",
+                    &[&step.relation],
+                )
+                .await?;
+        }
+        Action::Build { model, rebuild } => {
+            let model = &views.models[model];
+            for statement in &step.statements {
+                execute_model_statement(transaction, model, statement).await?;
+            }
+            if rebuild {
+                transaction
+                    .execute(
+                        "insert into elt.managed_relations (relation_name, materialized, checksum, source_path)
+                         values ($1, $2, $3, $4)
+                         on conflict (relation_name) do update set
+                             materialized = excluded.materialized, checksum = excluded.checksum,
+                             source_path = excluded.source_path, built_at = clock_timestamp()",
+                        &[&model.relation, &model.materialized.name(), &model.checksum, &model.path],
+                    )
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prints on `out` the statements a refresh would execute now, in order, each after a
+/// `-- <file> (<why>)` comment. Changes nothing: the plan is computed, not executed (the settings
+/// check runs in a transaction that is rolled back).
+pub async fn dry_run(
+    client: &mut Client,
+    views: &ViewSet,
+    requested: &RequestedSettings,
+    full_refresh: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let transaction = client.transaction().await?;
+    let migrated: bool = transaction
+        .query_one(
+            "select to_regclass('elt.managed_relations') is not null and to_regclass('elt.settings') is not null",
+            &[],
+        )
+        .await?
+        .get(0);
+    let (managed, settings_changed, stale_keys) = if migrated {
+        let pinned = settings::pin(&transaction, requested, full_refresh).await?;
+        let stale_keys: i64 = transaction
+            .query_one(
+                "select count(*) from (select distinct customer_id, hour from elt.stale_keys) as keys",
+                &[],
+            )
+            .await?
+            .get(0);
+        (
+            managed_relations(&transaction).await?,
+            pinned.changed,
+            stale_keys,
+        )
+    } else {
+        eprintln!("dry run: the database is not migrated yet; a real run migrates it first");
+        (Vec::new(), false, 0)
+    };
+    transaction.rollback().await?;
+
+    let plan = plan_refresh(views, &managed, full_refresh || settings_changed);
+    write!(out, "{}", plan.render())?;
+    writeln!(
+        out,
+        "-- campaign-elt: record the rebuilt files in elt.managed_relations and the refresh in \
+         elt.refreshes, commit, then run {} data test(s)",
+        views.tests.len()
+    )?;
+    eprintln!(
+        "dry run (views: {}): {} step(s), {} relation(s) to rebuild, {} to drop, {} stale key(s) queued{}; \
+         nothing was loaded or changed",
+        views.origin,
+        plan.steps.len(),
+        plan.rebuilt().len(),
+        plan.dropped().len(),
+        stale_keys,
+        if settings_changed { ", settings change: full refresh" } else { "" }
+    );
+    Ok(())
 }
 
 async fn execute_model_statement(
@@ -841,6 +1082,182 @@ mod tests {
         let statement = format!("create table x as\n{sql}");
         let position = statement.find("nowhere").unwrap() + 1;
         assert_eq!(line_in_model(&statement, sql, position), Some(2));
+    }
+
+    fn plan_views() -> ViewSet {
+        ViewSet::from_files(
+            "test".into(),
+            vec![
+                file("staging/base.sql", "-- materialized: view\nselect 1 as x"),
+                file(
+                    "intermediate/hourly.sql",
+                    "-- materialized: incremental\nselect * from staging.base",
+                ),
+                file(
+                    "reports/daily.sql",
+                    "-- materialized: table\nselect * from intermediate.hourly",
+                ),
+                file(
+                    "reports/totals.sql",
+                    "-- materialized: materialized view\n-- unique_key: customer_id\nselect * from intermediate.hourly",
+                ),
+                file(
+                    "reports/plain.sql",
+                    "-- materialized: materialized view\nselect 1 as x",
+                ),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn recorded(views: &ViewSet) -> Vec<ManagedRelation> {
+        views
+            .models
+            .iter()
+            .rev()
+            .map(|model| ManagedRelation {
+                relation: model.relation.clone(),
+                materialized: model.materialized,
+                checksum: model.checksum.clone(),
+                source_path: model.path.clone(),
+            })
+            .collect()
+    }
+
+    /// `path (why): ` and the first five words of the statement's first line, for every statement
+    /// of a plan but the tool's own.
+    fn outline(plan: &RefreshPlan) -> Vec<String> {
+        plan.steps
+            .iter()
+            .flat_map(|step| {
+                step.statements.iter().map(move |statement| {
+                    let first_line = statement.lines().next().unwrap_or_default();
+                    let words: Vec<&str> = first_line.split_whitespace().take(5).collect();
+                    format!("{} ({}): {}", step.path, step.why, words.join(" "))
+                })
+            })
+            .filter(|line| !line.starts_with("campaign-elt"))
+            .collect()
+    }
+
+    #[test]
+    fn plans_a_first_build_in_dependency_order() {
+        let views = plan_views();
+        let plan = plan_refresh(&views, &[], false);
+        assert_eq!(plan.steps[0].action, Action::Prepare);
+        assert_eq!(
+            outline(&plan),
+            [
+                "reports/plain.sql (new): create schema if not exists",
+                "reports/plain.sql (new): create materialized view \"reports\".\"plain\" as",
+                "staging/base.sql (new): create schema if not exists",
+                "staging/base.sql (new): create view \"staging\".\"base\" as",
+                "intermediate/hourly.sql (new): create schema if not exists",
+                "intermediate/hourly.sql (new): create or replace temporary view",
+                "intermediate/hourly.sql (new): create table \"intermediate\".\"hourly\" as",
+                "intermediate/hourly.sql (new): create unique index \"intermediate_hourly_unique_key\" on",
+                "intermediate/hourly.sql (new): create or replace temporary view",
+                "reports/daily.sql (new): create schema if not exists",
+                "reports/daily.sql (new): create table \"reports\".\"daily\" as",
+                "reports/totals.sql (new): create schema if not exists",
+                "reports/totals.sql (new): create materialized view \"reports\".\"totals\" as",
+                "reports/totals.sql (new): create unique index \"reports_totals_unique_key\" on",
+            ]
+        );
+        assert_eq!(plan.rebuilt().len(), 5);
+        assert!(plan.dropped().is_empty());
+    }
+
+    #[test]
+    fn plans_an_unchanged_set_as_refreshes_only() {
+        let views = plan_views();
+        let plan = plan_refresh(&views, &recorded(&views), false);
+        assert_eq!(
+            outline(&plan),
+            [
+                "reports/plain.sql (refresh): refresh materialized view \"reports\".\"plain\"",
+                "intermediate/hourly.sql (refresh): delete from \"intermediate\".\"hourly\" as target",
+                "intermediate/hourly.sql (refresh): insert into \"intermediate\".\"hourly\"",
+                "reports/daily.sql (refresh): truncate \"reports\".\"daily\"",
+                "reports/daily.sql (refresh): insert into \"reports\".\"daily\"",
+                "reports/totals.sql (refresh): refresh materialized view concurrently \"reports\".\"totals\"",
+            ]
+        );
+        assert!(plan.rebuilt().is_empty());
+    }
+
+    #[test]
+    fn plans_a_change_as_drops_downstream_first_then_builds() {
+        let views = plan_views();
+        let mut managed = recorded(&views);
+        for relation in &mut managed {
+            if relation.relation == "intermediate.hourly" {
+                relation.checksum = "old".into();
+            }
+        }
+        managed.insert(
+            0,
+            ManagedRelation {
+                relation: "reports.gone".into(),
+                materialized: Materialization::View,
+                checksum: "x".into(),
+                source_path: "reports/gone.sql".into(),
+            },
+        );
+        let plan = plan_refresh(&views, &managed, false);
+        assert_eq!(
+            outline(&plan),
+            [
+                "reports/gone.sql (file removed): drop view if exists \"reports\".\"gone\"",
+                "reports/totals.sql (depends on intermediate.hourly): drop materialized view if exists",
+                "reports/daily.sql (depends on intermediate.hourly): drop table if exists \"reports\".\"daily\"",
+                "intermediate/hourly.sql (changed): drop table if exists \"intermediate\".\"hourly\"",
+                "reports/plain.sql (refresh): refresh materialized view \"reports\".\"plain\"",
+                "intermediate/hourly.sql (changed): create schema if not exists",
+                "intermediate/hourly.sql (changed): create or replace temporary view",
+                "intermediate/hourly.sql (changed): create table \"intermediate\".\"hourly\" as",
+                "intermediate/hourly.sql (changed): create unique index \"intermediate_hourly_unique_key\" on",
+                "intermediate/hourly.sql (changed): create or replace temporary view",
+                "reports/daily.sql (depends on intermediate.hourly): create schema if not exists",
+                "reports/daily.sql (depends on intermediate.hourly): create table \"reports\".\"daily\" as",
+                "reports/totals.sql (depends on intermediate.hourly): create schema if not exists",
+                "reports/totals.sql (depends on intermediate.hourly): create materialized view \"reports\".\"totals\" as",
+                "reports/totals.sql (depends on intermediate.hourly): create unique index \"reports_totals_unique_key\" on",
+            ]
+        );
+        assert_eq!(plan.dropped(), ["reports.gone"]);
+        assert_eq!(
+            plan.rebuilt(),
+            ["intermediate.hourly", "reports.daily", "reports.totals"]
+        );
+        let full = plan_refresh(&views, &recorded(&views), true);
+        assert_eq!(full.rebuilt().len(), 5);
+        assert!(full
+            .steps
+            .iter()
+            .skip(1)
+            .all(|step| step.why == Why::FullRefresh));
+    }
+
+    #[test]
+    fn renders_a_comment_before_every_statement() {
+        let views = plan_views();
+        let text = plan_refresh(&views, &recorded(&views), false).render();
+        let lines: Vec<&str> = text.lines().filter(|line| !line.is_empty()).collect();
+        assert!(lines[0].starts_with("-- campaign-elt (claim the queued stale keys"));
+        assert!(text.contains(
+            "-- reports/totals.sql (refresh)\nrefresh materialized view concurrently \"reports\".\"totals\";\n"
+        ));
+        // Every statement ends in `;` and a blank line; the next non-empty line is its comment.
+        let statements = text.matches(";\n\n").count();
+        let comments = text
+            .split(";\n\n")
+            .filter(|chunk| !chunk.is_empty())
+            .filter(|chunk| {
+                chunk.starts_with("-- ") && chunk.lines().next().unwrap().ends_with(')')
+            })
+            .count();
+        assert_eq!(statements, comments);
     }
 
     #[test]

@@ -1,12 +1,57 @@
--- Every report hour is the start of a UTC hour, whatever the session's TimeZone.
-select 'page_loads' as report, customer_id, hour
-from reports.page_loads where hour <> date_trunc('hour', hour, 'UTC')
-union all
-select 'clicks', customer_id, hour
-from reports.clicks where hour <> date_trunc('hour', hour, 'UTC')
-union all
-select 'unique_user_clicks', customer_id, hour
-from reports.unique_user_clicks where hour <> date_trunc('hour', hour, 'UTC')
-union all
-select 'click_through_rate', customer_id, hour
-from reports.click_through_rate where hour <> date_trunc('hour', hour, 'UTC')
+-- test: every report hour is the start of a UTC hour, whatever the session's TimeZone
+-- grain: one row per offending report row (zero rows = pass)
+-- sources: reports.page_loads, reports.clicks, reports.unique_user_clicks, reports.click_through_rate
+-- owner: analytics
+
+with page_loads as (
+    select * from reports.page_loads
+),
+
+clicks as (
+    select * from reports.clicks
+),
+
+unique_user_clicks as (
+    select * from reports.unique_user_clicks
+),
+
+click_through_rate as (
+    select * from reports.click_through_rate
+),
+
+report_hours as (
+    select
+        'page_loads' as report,
+        customer_id,
+        hour
+    from page_loads
+    union all
+    select
+        'clicks' as report,
+        customer_id,
+        hour
+    from clicks
+    union all
+    select
+        'unique_user_clicks' as report,
+        customer_id,
+        hour
+    from unique_user_clicks
+    union all
+    select
+        'click_through_rate' as report,
+        customer_id,
+        hour
+    from click_through_rate
+),
+
+final as (
+    select
+        report,
+        customer_id,
+        hour
+    from report_hours
+    where hour <> date_trunc('hour', hour, 'UTC')
+)
+
+select * from final

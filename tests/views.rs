@@ -1,0 +1,800 @@
+//! The analysts' loop on `views/` (issue 5): edit, add, delete and break view files, analysts'
+//! own objects next to the managed ones, dependency order, materialized views and `--dry-run`.
+//!
+//! Each test works on a temporary copy of the repository's `views/` (`--views-dir`) and a
+//! database of its own.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use common::{assert_rows_eq, campaign_elt, fixture, report_rows, rows, stdout_json, TestDatabase};
+use tempfile::TempDir;
+
+/// The four reports after `first_night.jsonl` (the same rows as tests/pipeline.rs).
+const FIRST_NIGHT_REPORTS: &[&str] = &[
+    "page_loads|1|2022-01-01 00:00|1",
+    "page_loads|1|2022-01-01 01:00|3",
+    "page_loads|2|2022-01-01 01:00|1",
+    "page_loads|3|2021-12-31 23:00|2",
+    "page_loads|3|2022-01-01 00:00|1",
+    "clicks|1|2022-01-01 01:00|5",
+    "clicks|2|2022-01-01 02:00|1",
+    "clicks|4|2022-01-01 05:00|1",
+    "clicks|5|2022-01-01 06:00|1",
+    "unique_user_clicks|1|2022-01-01 01:00|4",
+    "unique_user_clicks|2|2022-01-01 02:00|1",
+    "unique_user_clicks|4|2022-01-01 05:00|1",
+    "unique_user_clicks|5|2022-01-01 06:00|1",
+    "click_through_rate|1|2022-01-01 00:00|1|0|0.000000",
+    "click_through_rate|1|2022-01-01 01:00|3|3|1.000000",
+    "click_through_rate|2|2022-01-01 01:00|1|0|0.000000",
+    "click_through_rate|2|2022-01-01 02:00|0|1|∅",
+    "click_through_rate|3|2021-12-31 23:00|2|0|0.000000",
+    "click_through_rate|3|2022-01-01 00:00|1|0|0.000000",
+    "click_through_rate|4|2022-01-01 05:00|0|0|∅",
+    "click_through_rate|5|2022-01-01 06:00|0|0|∅",
+];
+
+/// The first ```sql block after `marker` in README.md: the examples of "Change a report" are
+/// the files these tests build, so the walkthrough cannot drift from what works.
+fn readme_sql(marker: &str) -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let after = &readme[readme
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker:?} not in README.md"))..];
+    let start = after.find("```sql\n").expect("an sql block") + "```sql\n".len();
+    let end = after[start..].find("```").expect("end of the sql block");
+    after[start..start + end].to_owned()
+}
+
+/// The README's new report: daily click-through rate, materialized as a table.
+fn daily_click_through_rate() -> String {
+    readme_sql("**2. Write the file** `views/reports/daily_click_through_rate.sql`")
+}
+
+/// The README's data test for it.
+fn daily_page_loads_add_up() -> String {
+    readme_sql("`views/tests/daily_page_loads_add_up.sql`")
+}
+
+const DAILY_ROWS_QUERY: &str =
+    "select customer_id, to_char(day at time zone 'UTC', 'YYYY-MM-DD') as day, \
+     page_loads, related_clicks, round(click_through_rate, 4) as rate \
+     from reports.daily_click_through_rate";
+
+/// A test database and a temporary copy of the repository's views.
+struct Project {
+    db: TestDatabase,
+    views: TempDir,
+}
+
+impl Project {
+    async fn new() -> Project {
+        let views = tempfile::tempdir().unwrap();
+        copy_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("views"),
+            views.path(),
+        );
+        Project {
+            db: TestDatabase::new().await,
+            views,
+        }
+    }
+
+    fn views_dir(&self) -> &str {
+        self.views.path().to_str().unwrap()
+    }
+
+    fn write(&self, file: &str, sql: &str) {
+        let path = self.views.path().join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, sql).unwrap();
+    }
+
+    fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.views.path().join(file)).unwrap()
+    }
+
+    /// Replaces `from` (which must occur exactly once) by `to` in a view file.
+    fn edit(&self, file: &str, from: &str, to: &str) {
+        let text = self.read(file);
+        assert_eq!(text.matches(from).count(), 1, "{from:?} in {file}");
+        self.write(file, &text.replace(from, to));
+    }
+
+    fn remove(&self, file: &str) {
+        std::fs::remove_file(self.views.path().join(file)).unwrap();
+    }
+
+    /// Runs the binary on this project's views and expects `code`.
+    fn run(&self, code: i32, args: &[&str]) -> Output {
+        let mut all = args.to_vec();
+        all.extend(["--views-dir", self.views_dir()]);
+        self.db.run_expecting(code, &all)
+    }
+
+    fn first_night(&self) {
+        self.run(
+            0,
+            &[
+                "run",
+                "--max-line-bytes",
+                "2048",
+                &fixture("first_night.jsonl"),
+            ],
+        );
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The 1-based line of `file_text` that contains `needle`.
+fn line_of(file_text: &str, needle: &str) -> usize {
+    file_text
+        .lines()
+        .position(|line| line.contains(needle))
+        .unwrap_or_else(|| panic!("{needle:?} not found"))
+        + 1
+}
+
+async fn exists(db: &TestDatabase, relation: &str) -> bool {
+    db.client()
+        .await
+        .query_one("select to_regclass($1) is not null", &[&relation])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// `refresh --json` on the project's views; returns (rebuilt, dropped) relations.
+fn refresh_json(project: &Project, args: &[&str]) -> (Vec<String>, Vec<String>) {
+    let mut all = vec!["refresh", "--json"];
+    all.extend(args);
+    let summary = stdout_json(&project.run(0, &all));
+    let names = |key: &str| -> Vec<String> {
+        summary["refresh"][key]
+            .as_array()
+            .unwrap_or_else(|| panic!("no refresh.{key} in {summary}"))
+            .iter()
+            .map(|name| name.as_str().unwrap().to_owned())
+            .collect()
+    };
+    (names("rebuilt_relations"), names("dropped_relations"))
+}
+
+#[tokio::test]
+async fn editing_a_report_changes_it_after_the_next_refresh() {
+    let project = Project::new().await;
+    project.first_night();
+    project.edit(
+        "reports/page_loads.sql",
+        "where page_loads > 0",
+        "where page_loads > 1",
+    );
+    let (rebuilt, dropped) = refresh_json(&project, &[]);
+    assert_eq!(rebuilt, ["reports.page_loads"], "only the edited file");
+    assert!(dropped.is_empty());
+    let client = project.db.client().await;
+    let page_loads = "select customer_id, to_char(hour at time zone 'UTC', 'YYYY-MM-DD HH24:MI'), page_loads from reports.page_loads";
+    assert_rows_eq(
+        &rows(&client, page_loads).await,
+        &["1|2022-01-01 01:00|3", "3|2021-12-31 23:00|2"],
+    );
+    // The next load refreshes the edited report incrementally with the edited SQL: customer 1's
+    // 01:00 hour grows to 4; customers 4 and 5 get one page load each, below the new threshold.
+    project.run(0, &["run", &fixture("second_night.jsonl")]);
+    assert_rows_eq(
+        &rows(&client, page_loads).await,
+        &["1|2022-01-01 01:00|4", "3|2021-12-31 23:00|2"],
+    );
+}
+
+#[tokio::test]
+async fn a_broken_view_fails_naming_file_line_and_message_and_keeps_the_old_reports() {
+    let project = Project::new().await;
+    project.first_night();
+    let client = project.db.client().await;
+
+    // A syntax error.
+    project.edit(
+        "reports/page_loads.sql",
+        "    where page_loads > 0",
+        "    wher page_loads > 0",
+    );
+    let line = line_of(&project.read("reports/page_loads.sql"), "wher page_loads");
+    let output = project.run(1, &["refresh"]);
+    let message = stderr(&output);
+    assert!(
+        message.contains(&format!(
+            "reports/page_loads.sql:{line}: syntax error at or near \"page_loads\""
+        )),
+        "{message}"
+    );
+    assert_rows_eq(&report_rows(&client).await, FIRST_NIGHT_REPORTS);
+    project.edit(
+        "reports/page_loads.sql",
+        "    wher page_loads > 0",
+        "    where page_loads > 0",
+    );
+
+    // A missing column, during a nightly run: the events load, the reports keep the old rows.
+    project.edit(
+        "reports/clicks.sql",
+        "    where clicks > 0",
+        "    where click_count > 0",
+    );
+    let line = line_of(&project.read("reports/clicks.sql"), "click_count");
+    let output = project.run(1, &["run", &fixture("second_night.jsonl")]);
+    let message = stderr(&output);
+    assert!(
+        message.contains(&format!(
+            "reports/clicks.sql:{line}: column \"click_count\" does not exist"
+        )),
+        "{message}"
+    );
+    assert_rows_eq(&report_rows(&client).await, FIRST_NIGHT_REPORTS);
+    let events: i64 = client
+        .query_one("select count(*) from elt.events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(events, 20, "the second night's 3 events stay loaded");
+
+    // Fixed: the next refresh catches up on the queued keys.
+    project.edit(
+        "reports/clicks.sql",
+        "    where click_count > 0",
+        "    where clicks > 0",
+    );
+    project.run(0, &["refresh"]);
+    let page_loads = rows(
+        &client,
+        "select customer_id, to_char(hour at time zone 'UTC', 'HH24:MI'), page_loads from reports.page_loads where customer_id in (1, 4, 5)",
+    )
+    .await;
+    assert_rows_eq(
+        &page_loads,
+        &["1|00:00|1", "1|01:00|4", "4|04:00|1", "5|06:00|1"],
+    );
+}
+
+#[tokio::test]
+async fn a_new_file_creates_its_relation() {
+    let project = Project::new().await;
+    project.first_night();
+    project.write(
+        "reports/daily_click_through_rate.sql",
+        &daily_click_through_rate(),
+    );
+    let (rebuilt, _) = refresh_json(&project, &[]);
+    assert_eq!(rebuilt, ["reports.daily_click_through_rate"]);
+    let client = project.db.client().await;
+    let kind: String = client
+        .query_one(
+            "select relkind::text from pg_class where oid = 'reports.daily_click_through_rate'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kind, "r", "materialized as a table");
+    assert_rows_eq(
+        &rows(&client, DAILY_ROWS_QUERY).await,
+        &[
+            "1|2022-01-01|4|3|0.7500",
+            "2|2022-01-01|1|1|1.0000",
+            "3|2021-12-31|2|0|0.0000",
+            "3|2022-01-01|1|0|0.0000",
+            "4|2022-01-01|0|0|∅",
+            "5|2022-01-01|0|0|∅",
+        ],
+    );
+    // The README's data test passes, and fails when the report is wrong.
+    project.write(
+        "tests/daily_page_loads_add_up.sql",
+        &daily_page_loads_add_up(),
+    );
+    project.run(0, &["test"]);
+    client
+        .batch_execute(
+            "update reports.daily_click_through_rate set page_loads = 7 where customer_id = 2",
+        )
+        .await
+        .unwrap();
+    let output = project.run(4, &["test"]);
+    assert!(
+        stderr(&output).contains("daily_page_loads_add_up"),
+        "{}",
+        stderr(&output)
+    );
+
+    // The table is rebuilt on every refresh, so the next night shows up in it.
+    project.run(0, &["run", &fixture("second_night.jsonl")]);
+    let output = project.run(
+        0,
+        &[
+            "report",
+            "daily_click_through_rate",
+            "--customer-id",
+            "1",
+            "--format",
+            "csv",
+        ],
+    );
+    let csv = String::from_utf8_lossy(&output.stdout);
+    assert!(csv.contains("1,2022-01-01"), "{csv}");
+    assert!(csv.contains(",5,3,0.6"), "{csv}");
+    assert_rows_eq(&report_rows(&client).await, &second_night_reports());
+}
+
+/// The four reports after both nights (tests/pipeline.rs derives the same rows).
+fn second_night_reports() -> Vec<&'static str> {
+    let mut expected: Vec<&str> = FIRST_NIGHT_REPORTS
+        .iter()
+        .copied()
+        .filter(|row| {
+            !row.starts_with("page_loads|1|2022-01-01 01:00")
+                && !row.starts_with("click_through_rate|1|2022-01-01 01:00")
+                && !row.starts_with("click_through_rate|4|")
+                && !row.starts_with("click_through_rate|5|")
+        })
+        .collect();
+    expected.extend([
+        "page_loads|1|2022-01-01 01:00|4",
+        "click_through_rate|1|2022-01-01 01:00|4|3|0.750000",
+        "page_loads|4|2022-01-01 04:00|1",
+        "click_through_rate|4|2022-01-01 04:00|1|0|0.000000",
+        "click_through_rate|4|2022-01-01 05:00|0|1|∅",
+        "page_loads|5|2022-01-01 06:00|1",
+        "click_through_rate|5|2022-01-01 06:00|1|1|1.000000",
+    ]);
+    expected
+}
+
+#[tokio::test]
+async fn a_deleted_file_drops_its_relation_and_only_that() {
+    let project = Project::new().await;
+    project.write(
+        "reports/daily_click_through_rate.sql",
+        &daily_click_through_rate(),
+    );
+    project.first_night();
+    assert!(exists(&project.db, "reports.daily_click_through_rate").await);
+
+    project.remove("reports/daily_click_through_rate.sql");
+    let (rebuilt, dropped) = refresh_json(&project, &[]);
+    assert_eq!(dropped, ["reports.daily_click_through_rate"]);
+    assert!(rebuilt.is_empty());
+    assert!(!exists(&project.db, "reports.daily_click_through_rate").await);
+    let client = project.db.client().await;
+    assert_rows_eq(&report_rows(&client).await, FIRST_NIGHT_REPORTS);
+    let managed = rows(&client, "select relation_name from elt.managed_relations").await;
+    assert_rows_eq(
+        &managed,
+        &[
+            "intermediate.int_customer_hourly",
+            "reports.click_through_rate",
+            "reports.clicks",
+            "reports.page_loads",
+            "reports.unique_user_clicks",
+            "staging.stg_events",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn an_analysts_own_view_on_a_report_stops_its_rebuild_and_survives() {
+    let project = Project::new().await;
+    project.first_night();
+    let client = project.db.client().await;
+    client
+        .batch_execute(
+            "create schema analyst;
+             create view analyst.busy_hours as select * from reports.page_loads where page_loads > 1;",
+        )
+        .await
+        .unwrap();
+
+    project.edit(
+        "reports/page_loads.sql",
+        "-- owner: analytics",
+        "-- owner: analytics (reviewed)",
+    );
+    let output = project.run(1, &["refresh"]);
+    let message = stderr(&output);
+    assert!(
+        message.contains(
+            "reports/page_loads.sql: cannot rebuild reports.page_loads (changed): \
+             view analyst.busy_hours depends on table reports.page_loads; \
+             campaign-elt never drops objects it did not create"
+        ),
+        "{message}"
+    );
+    // A full refresh rebuilds everything and refuses just the same.
+    let output = project.run(1, &["refresh", "--full-refresh"]);
+    assert!(
+        stderr(&output).contains("view analyst.busy_hours depends on table reports.page_loads"),
+        "{}",
+        stderr(&output)
+    );
+
+    // The analyst's view is still there and still reads the old report.
+    assert_rows_eq(
+        &rows(
+            &client,
+            "select customer_id, page_loads from analyst.busy_hours",
+        )
+        .await,
+        &["1|3", "3|2"],
+    );
+    assert_rows_eq(&report_rows(&client).await, FIRST_NIGHT_REPORTS);
+
+    // Once the analyst moves their view out of the way, the rebuild goes through.
+    client
+        .batch_execute("drop view analyst.busy_hours")
+        .await
+        .unwrap();
+    let (rebuilt, _) = refresh_json(&project, &[]);
+    assert_eq!(rebuilt, ["reports.page_loads"]);
+}
+
+#[tokio::test]
+async fn a_table_the_tool_did_not_create_is_never_dropped() {
+    let project = Project::new().await;
+    project.first_night();
+    let client = project.db.client().await;
+    client
+        .batch_execute(
+            "create table reports.analyst_notes (note text);
+             insert into reports.analyst_notes values ('keep me');",
+        )
+        .await
+        .unwrap();
+    let notes = || async {
+        rows(
+            &project.db.client().await,
+            "select note from reports.analyst_notes",
+        )
+        .await
+    };
+
+    // A full rebuild drops and re-creates every managed relation, and only those.
+    refresh_json(&project, &["--full-refresh"]);
+    assert_eq!(notes().await, ["keep me"]);
+
+    // A file that would take its name fails, naming the file; the table is untouched.
+    project.write(
+        "reports/analyst_notes.sql",
+        "-- materialized: table\nselect 1 as note\n",
+    );
+    let output = project.run(1, &["refresh"]);
+    assert!(
+        stderr(&output)
+            .contains("reports/analyst_notes.sql: relation \"analyst_notes\" already exists"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(notes().await, ["keep me"]);
+
+    // Removing that file again does not drop the analyst's table: the tool never created it.
+    project.remove("reports/analyst_notes.sql");
+    let (_, dropped) = refresh_json(&project, &[]);
+    assert!(dropped.is_empty(), "{dropped:?}");
+    assert_eq!(notes().await, ["keep me"]);
+    assert_rows_eq(&report_rows(&client).await, FIRST_NIGHT_REPORTS);
+}
+
+#[tokio::test]
+async fn new_files_build_in_dependency_order_whatever_their_names() {
+    let project = Project::new().await;
+    project.first_night();
+    // `aaa_…` sorts first but reads `zzz_…`, which reads a report.
+    project.write(
+        "reports/aaa_busiest_customer.sql",
+        "-- materialized: view\n\
+         select customer_id, page_loads\n\
+         from reports.zzz_customer_page_loads\n\
+         order by page_loads desc, customer_id\n\
+         limit 1\n",
+    );
+    project.write(
+        "reports/zzz_customer_page_loads.sql",
+        "-- materialized: table\n\
+         select customer_id, sum(page_loads)::bigint as page_loads\n\
+         from reports.page_loads\n\
+         group by customer_id\n",
+    );
+    let (rebuilt, _) = refresh_json(&project, &[]);
+    assert_eq!(
+        rebuilt,
+        [
+            "reports.zzz_customer_page_loads",
+            "reports.aaa_busiest_customer"
+        ]
+    );
+    let client = project.db.client().await;
+    assert_eq!(
+        rows(&client, "select * from reports.aaa_busiest_customer").await,
+        ["1|4"]
+    );
+
+    // Editing the upstream file rebuilds the downstream one too (a view on a table is dropped
+    // with it, so it must be re-created after it).
+    project.edit(
+        "reports/zzz_customer_page_loads.sql",
+        "from reports.page_loads\n",
+        "from reports.page_loads\nwhere customer_id <> 1\n",
+    );
+    let (rebuilt, _) = refresh_json(&project, &[]);
+    assert_eq!(
+        rebuilt,
+        [
+            "reports.zzz_customer_page_loads",
+            "reports.aaa_busiest_customer"
+        ]
+    );
+    assert_eq!(
+        rows(&client, "select * from reports.aaa_busiest_customer").await,
+        ["3|3"]
+    );
+}
+
+#[tokio::test]
+async fn a_materialized_view_is_refreshed_after_each_load_concurrently_with_a_unique_key() {
+    let project = Project::new().await;
+    project.write(
+        "reports/customer_page_loads.sql",
+        "-- materialized: materialized view\n\
+         -- unique_key: customer_id\n\
+         select customer_id, sum(page_loads)::bigint as page_loads\n\
+         from reports.page_loads\n\
+         group by customer_id\n",
+    );
+    project.write(
+        "reports/customer_clicks.sql",
+        "-- materialized: materialized view\n\
+         select customer_id, sum(clicks)::bigint as clicks\n\
+         from reports.clicks\n\
+         group by customer_id\n",
+    );
+    project.first_night();
+    let client = project.db.client().await;
+    assert_rows_eq(
+        &rows(&client, "select * from reports.customer_page_loads").await,
+        &["1|4", "2|1", "3|3"],
+    );
+    let kind: String = client
+        .query_one(
+            "select relkind::text from pg_class where oid = 'reports.customer_page_loads'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kind, "m");
+
+    let plan =
+        String::from_utf8_lossy(&project.run(0, &["refresh", "--dry-run"]).stdout).into_owned();
+    assert!(
+        plan.contains("-- reports/customer_page_loads.sql (refresh)\nrefresh materialized view concurrently \"reports\".\"customer_page_loads\";"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("-- reports/customer_clicks.sql (refresh)\nrefresh materialized view \"reports\".\"customer_clicks\";"),
+        "{plan}"
+    );
+
+    // A reader in the middle of a transaction on the materialized view does not block the
+    // nightly refresh (CONCURRENTLY takes no lock that conflicts with reads).
+    let reader = project.db.client().await;
+    reader
+        .batch_execute("begin; select * from reports.customer_page_loads;")
+        .await
+        .unwrap();
+    let mut nightly = campaign_elt()
+        .args([
+            "run",
+            "--database-url",
+            &project.db.url,
+            "--views-dir",
+            project.views_dir(),
+            &fixture("second_night.jsonl"),
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = nightly.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = nightly.kill();
+            let _ = nightly.wait();
+            panic!("the refresh waited for a reader of the materialized view");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+    reader.batch_execute("commit").await.unwrap();
+
+    // The new night's data shows up in both materialized views.
+    assert_rows_eq(
+        &rows(&client, "select * from reports.customer_page_loads").await,
+        &["1|5", "2|1", "3|3", "4|1", "5|1"],
+    );
+    assert_rows_eq(
+        &rows(&client, "select * from reports.customer_clicks").await,
+        &["1|5", "2|1", "4|1", "5|1"],
+    );
+}
+
+/// The comment and the first five words of every statement of a `--dry-run` output.
+fn plan_outline(plan: &str) -> Vec<String> {
+    plan.split(";\n\n")
+        .map(|chunk| {
+            let mut lines = chunk.lines();
+            let comment = lines.next().unwrap_or_default();
+            let words: Vec<&str> = lines
+                .next()
+                .unwrap_or_default()
+                .split_whitespace()
+                .take(5)
+                .collect();
+            format!("{comment} | {}", words.join(" "))
+        })
+        .collect()
+}
+
+async fn database_state(db: &TestDatabase) -> Vec<String> {
+    let client = db.client().await;
+    let mut state = Vec::new();
+    for query in [
+        "select relation_name, materialized, checksum, built_at::text from elt.managed_relations",
+        "select 'events', count(*) from elt.events",
+        "select 'loads', count(*) from elt.loads",
+        "select 'runs', count(*) from elt.runs",
+        "select 'refreshes', count(*) from elt.refreshes",
+        "select 'stale_keys', count(*) from elt.stale_keys",
+        "select 'settings', click_through_window_seconds from elt.settings",
+        "select n.nspname, c.relname, c.relkind::text from pg_class as c inner join pg_namespace as n on n.oid = c.relnamespace where n.nspname in ('staging', 'intermediate', 'reports')",
+    ] {
+        state.extend(rows(&client, query).await);
+    }
+    state.extend(report_rows(&client).await);
+    state
+}
+
+#[tokio::test]
+async fn dry_run_prints_the_statements_in_order_and_changes_nothing() {
+    let project = Project::new().await;
+    project.first_night();
+    project.edit(
+        "reports/page_loads.sql",
+        "-- owner: analytics",
+        "-- owner: analytics (reviewed)",
+    );
+    project.write(
+        "reports/daily_click_through_rate.sql",
+        &daily_click_through_rate(),
+    );
+    let before = database_state(&project.db).await;
+
+    let refresh = project.run(0, &["refresh", "--dry-run"]);
+    let run = project.run(
+        0,
+        &[
+            "run",
+            "--dry-run",
+            "--click-through-window-seconds",
+            "300",
+            &fixture("second_night.jsonl"),
+        ],
+    );
+    assert!(
+        stderr(&run).contains("nothing was loaded or changed"),
+        "{}",
+        stderr(&run)
+    );
+    assert_eq!(database_state(&project.db).await, before);
+    let plan = String::from_utf8_lossy(&refresh.stdout).into_owned();
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout),
+        plan,
+        "run --dry-run prints the refresh"
+    );
+
+    let claim = "-- campaign-elt (claim the queued stale keys as stale_ranges)";
+    let hourly = "-- intermediate/int_customer_hourly.sql (refresh)";
+    let page_loads = "-- reports/page_loads.sql (changed)";
+    let daily = "-- reports/daily_click_through_rate.sql (new)";
+    let expected = [
+        format!("{claim} | create temporary table elt_queued_ranges on"),
+        format!("{claim} | analyze elt_queued_ranges"),
+        format!("{claim} | create temporary table elt_all_ranges on"),
+        format!("{claim} | analyze elt_all_ranges"),
+        format!("{claim} | create or replace temporary view"),
+        format!("{page_loads} | drop table if exists \"reports\".\"page_loads\""),
+        format!("{hourly} | delete from \"intermediate\".\"int_customer_hourly\" as target"),
+        format!("{hourly} | insert into \"intermediate\".\"int_customer_hourly\""),
+        "-- reports/click_through_rate.sql (refresh) | delete from \"reports\".\"click_through_rate\" as target".into(),
+        "-- reports/click_through_rate.sql (refresh) | insert into \"reports\".\"click_through_rate\"".into(),
+        "-- reports/clicks.sql (refresh) | delete from \"reports\".\"clicks\" as target".into(),
+        "-- reports/clicks.sql (refresh) | insert into \"reports\".\"clicks\"".into(),
+        format!("{page_loads} | create schema if not exists"),
+        format!("{page_loads} | create or replace temporary view"),
+        format!("{page_loads} | create table \"reports\".\"page_loads\" as"),
+        format!("{page_loads} | create unique index \"reports_page_loads_unique_key\" on"),
+        format!("{page_loads} | create or replace temporary view"),
+        "-- reports/unique_user_clicks.sql (refresh) | delete from \"reports\".\"unique_user_clicks\" as target".into(),
+        "-- reports/unique_user_clicks.sql (refresh) | insert into \"reports\".\"unique_user_clicks\"".into(),
+        format!("{daily} | create schema if not exists"),
+        format!("{daily} | create table \"reports\".\"daily_click_through_rate\" as"),
+        "-- campaign-elt: record the rebuilt files in elt.managed_relations and the refresh in elt.refreshes, commit, then run 5 data test(s) | ".into(),
+    ];
+    assert_eq!(plan_outline(&plan), expected, "{plan}");
+
+    // The real refresh does what the dry run said.
+    let (rebuilt, dropped) = refresh_json(&project, &[]);
+    assert_eq!(
+        rebuilt,
+        ["reports.page_loads", "reports.daily_click_through_rate"]
+    );
+    assert!(dropped.is_empty());
+}
+
+#[tokio::test]
+async fn a_view_file_without_the_header_fails_with_a_clear_message() {
+    let project = Project::new().await;
+    project.write(
+        "reports/no_header.sql",
+        "-- grain: one row\nselect 1 as x\n",
+    );
+    for args in [
+        &["refresh"][..],
+        &["refresh", "--dry-run"],
+        &[
+            "run",
+            "--max-line-bytes",
+            "2048",
+            &fixture("first_night.jsonl"),
+        ],
+    ] {
+        let output = project.run(1, args);
+        assert!(
+            stderr(&output).contains(
+                "reports/no_header.sql: missing the header line `-- materialized: view|table|incremental|materialized view`"
+            ),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    // Nothing was loaded: the view files are read before anything else happens.
+    let events: i64 = project
+        .db
+        .client()
+        .await
+        .query_one("select count(*) from elt.events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(events, 0);
+}
