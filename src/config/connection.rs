@@ -402,7 +402,8 @@ where
     let address = settings.display.clone();
     tokio::spawn(async move {
         if let Err(err) = connection.await {
-            tracing::error!("database connection to {address} failed: {err}");
+            // The command that used the connection reports the failure itself.
+            tracing::debug!("database connection to {address} failed: {err}");
         }
     });
     Ok(client)
