@@ -234,6 +234,52 @@ pub async fn load_files(
     if options.personal_data.is_some() {
         cleaner = cleaner.capturing_personal_data();
     }
+    // Into an empty events table, the refresh index is built once after the load instead of
+    // row by row (a run that dies before rebuilding it gets it back at the next start).
+    // Not for a stream (its batches are refreshed as they come), and only for the table's owner.
+    let bulk: bool = !paths.iter().any(|path| source::is_stdin(path))
+        && client
+            .query_one(
+                "select not exists (select 1 from elt.events)
+                     and pg_catalog.pg_has_role(current_user, relowner, 'MEMBER')
+                 from pg_catalog.pg_class where oid = 'elt.events'::regclass",
+                &[],
+            )
+            .await?
+            .get::<_, bool>(0);
+    if bulk {
+        client
+            .batch_execute("drop index if exists elt.events_customer_id_fired_at")
+            .await?;
+    }
+    let loaded = load_each_file(
+        client,
+        run_id,
+        paths,
+        &cleaner,
+        options,
+        stream_views,
+        progress,
+    )
+    .await;
+    if bulk {
+        crate::db::ensure_event_indexes(client).await?;
+    }
+    let summaries = loaded?;
+    let loaded: u64 = summaries.iter().map(|summary| summary.counts.loaded).sum();
+    refresh_statistics(client, loaded).await?;
+    Ok(summaries)
+}
+
+async fn load_each_file(
+    client: &mut Client,
+    run_id: i64,
+    paths: &[PathBuf],
+    cleaner: &Cleaner,
+    options: &LoadOptions,
+    stream_views: Option<&ViewSet>,
+    progress: &ProgressBar,
+) -> Result<Vec<FileSummary>> {
     let mut summaries = Vec::with_capacity(paths.len());
     for (position, path) in paths.iter().enumerate() {
         let summary = load_file(
@@ -241,7 +287,7 @@ pub async fn load_files(
             run_id,
             position as i32 + 1,
             path,
-            &cleaner,
+            cleaner,
             options,
             stream_views.filter(|_| source::is_stdin(path)),
             progress,
@@ -250,8 +296,6 @@ pub async fn load_files(
         .with_context(|| format!("cannot load {}", path.display()))?;
         summaries.push(summary);
     }
-    let loaded: u64 = summaries.iter().map(|summary| summary.counts.loaded).sum();
-    refresh_statistics(client, loaded).await?;
     Ok(summaries)
 }
 

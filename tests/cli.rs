@@ -4,7 +4,7 @@ mod common;
 
 use std::io::Write;
 
-use common::{campaign_elt, fixture, report_rows, stdout_json, TestDatabase};
+use common::{campaign_elt, copy_dir, fixture, report_rows, stdout_json, TestDatabase};
 
 const DIRTY: &str = "first_night.jsonl";
 
@@ -459,17 +459,4 @@ async fn check_classifies_without_a_database() {
         "valid lines (loaded or duplicate)"
     );
     assert_eq!(summary["totals"]["rejected"], 13);
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{campaign_elt, fixture, report_rows, stdout_json, TestDatabase};
+use common::{campaign_elt, copy_dir, fixture, report_rows, stdout_json, TestDatabase};
 
 fn generate(path: &Path, lines: &str) {
     let output = campaign_elt()
@@ -179,19 +179,6 @@ async fn a_statement_timeout_exits_1_without_a_partial_batch_and_a_rerun_complet
         report_rows(&client).await,
         report_rows(&uninterrupted.client().await).await
     );
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 #[tokio::test]

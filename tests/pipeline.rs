@@ -2,33 +2,9 @@
 
 mod common;
 
-use common::{assert_rows_eq, fixture, report_rows, stdout_json, TestDatabase};
-
-const FIRST_NIGHT_REPORTS: &[&str] = &[
-    "page_loads|1|2022-01-01 00:00|1",
-    "page_loads|1|2022-01-01 01:00|3",
-    "page_loads|2|2022-01-01 01:00|1",
-    "page_loads|3|2021-12-31 23:00|2",
-    "page_loads|3|2022-01-01 00:00|1",
-    "clicks|1|2022-01-01 01:00|5",
-    "clicks|2|2022-01-01 02:00|1",
-    "clicks|4|2022-01-01 05:00|1",
-    "clicks|5|2022-01-01 06:00|1",
-    "unique_user_clicks|1|2022-01-01 01:00|4",
-    "unique_user_clicks|2|2022-01-01 02:00|1",
-    "unique_user_clicks|4|2022-01-01 05:00|1",
-    "unique_user_clicks|5|2022-01-01 06:00|1",
-    "click_through_rate|1|2022-01-01 00:00|1|0|0.000000",
-    // a1 (same id, page load in the previous hour), b2 (window, 240 s), b3 (window, exactly
-    // 300 s) are related; c2 (301 s) and d1 (same id, other user) are not.
-    "click_through_rate|1|2022-01-01 01:00|3|3|1.000000",
-    "click_through_rate|2|2022-01-01 01:00|1|0|0.000000",
-    "click_through_rate|2|2022-01-01 02:00|0|1|∅",
-    "click_through_rate|3|2021-12-31 23:00|2|0|0.000000",
-    "click_through_rate|3|2022-01-01 00:00|1|0|0.000000",
-    "click_through_rate|4|2022-01-01 05:00|0|0|∅",
-    "click_through_rate|5|2022-01-01 06:00|0|0|∅",
-];
+use common::{
+    assert_rows_eq, fixture, report_rows, stdout_json, TestDatabase, FIRST_NIGHT_REPORTS,
+};
 
 #[tokio::test]
 async fn first_night_gives_every_line_one_outcome_and_the_expected_reports() {

@@ -10,33 +10,11 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{assert_rows_eq, campaign_elt, fixture, report_rows, rows, stdout_json, TestDatabase};
+use common::{
+    assert_rows_eq, campaign_elt, copy_dir, fixture, report_rows, rows, stdout_json, TestDatabase,
+    FIRST_NIGHT_REPORTS,
+};
 use tempfile::TempDir;
-
-/// The four reports after `first_night.jsonl` (the same rows as tests/pipeline.rs).
-const FIRST_NIGHT_REPORTS: &[&str] = &[
-    "page_loads|1|2022-01-01 00:00|1",
-    "page_loads|1|2022-01-01 01:00|3",
-    "page_loads|2|2022-01-01 01:00|1",
-    "page_loads|3|2021-12-31 23:00|2",
-    "page_loads|3|2022-01-01 00:00|1",
-    "clicks|1|2022-01-01 01:00|5",
-    "clicks|2|2022-01-01 02:00|1",
-    "clicks|4|2022-01-01 05:00|1",
-    "clicks|5|2022-01-01 06:00|1",
-    "unique_user_clicks|1|2022-01-01 01:00|4",
-    "unique_user_clicks|2|2022-01-01 02:00|1",
-    "unique_user_clicks|4|2022-01-01 05:00|1",
-    "unique_user_clicks|5|2022-01-01 06:00|1",
-    "click_through_rate|1|2022-01-01 00:00|1|0|0.000000",
-    "click_through_rate|1|2022-01-01 01:00|3|3|1.000000",
-    "click_through_rate|2|2022-01-01 01:00|1|0|0.000000",
-    "click_through_rate|2|2022-01-01 02:00|0|1|∅",
-    "click_through_rate|3|2021-12-31 23:00|2|0|0.000000",
-    "click_through_rate|3|2022-01-01 00:00|1|0|0.000000",
-    "click_through_rate|4|2022-01-01 05:00|0|0|∅",
-    "click_through_rate|5|2022-01-01 06:00|0|0|∅",
-];
 
 /// The first ```sql block after `marker` in README.md: the examples of "Change a report" are
 /// the files these tests build, so the walkthrough cannot drift from what works.
@@ -127,19 +105,6 @@ impl Project {
                 &fixture("first_night.jsonl"),
             ],
         );
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
     }
 }
 

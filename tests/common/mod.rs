@@ -293,3 +293,44 @@ pub fn stdout_json(output: &Output) -> serde_json::Value {
         )
     })
 }
+
+/// The four reports after `tests/fixtures/first_night.jsonl` (with `--max-line-bytes 2048`).
+pub const FIRST_NIGHT_REPORTS: &[&str] = &[
+    "page_loads|1|2022-01-01 00:00|1",
+    "page_loads|1|2022-01-01 01:00|3",
+    "page_loads|2|2022-01-01 01:00|1",
+    "page_loads|3|2021-12-31 23:00|2",
+    "page_loads|3|2022-01-01 00:00|1",
+    "clicks|1|2022-01-01 01:00|5",
+    "clicks|2|2022-01-01 02:00|1",
+    "clicks|4|2022-01-01 05:00|1",
+    "clicks|5|2022-01-01 06:00|1",
+    "unique_user_clicks|1|2022-01-01 01:00|4",
+    "unique_user_clicks|2|2022-01-01 02:00|1",
+    "unique_user_clicks|4|2022-01-01 05:00|1",
+    "unique_user_clicks|5|2022-01-01 06:00|1",
+    "click_through_rate|1|2022-01-01 00:00|1|0|0.000000",
+    // a1 (same id, page load in the previous hour), b2 (window, 240 s), b3 (window, exactly
+    // 300 s) are related; c2 (301 s) and d1 (same id, other user) are not.
+    "click_through_rate|1|2022-01-01 01:00|3|3|1.000000",
+    "click_through_rate|2|2022-01-01 01:00|1|0|0.000000",
+    "click_through_rate|2|2022-01-01 02:00|0|1|∅",
+    "click_through_rate|3|2021-12-31 23:00|2|0|0.000000",
+    "click_through_rate|3|2022-01-01 00:00|1|0|0.000000",
+    "click_through_rate|4|2022-01-01 05:00|0|0|∅",
+    "click_through_rate|5|2022-01-01 06:00|0|0|∅",
+];
+
+/// Copies a directory tree (e.g. `views/`, for a test that edits the SQL).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
