@@ -263,7 +263,15 @@ pub async fn load_files(
     )
     .await;
     if bulk {
-        crate::db::ensure_event_indexes(client).await?;
+        let restored = crate::db::ensure_event_indexes(client).await;
+        match (&loaded, restored) {
+            (Ok(_), Err(error)) => return Err(error),
+            // The load's own error says what went wrong; the next run builds the index.
+            (Err(_), Err(error)) => {
+                tracing::debug!("cannot rebuild the refresh index now: {error:#}")
+            }
+            (_, Ok(())) => {}
+        }
     }
     let summaries = loaded?;
     let loaded: u64 = summaries.iter().map(|summary| summary.counts.loaded).sum();

@@ -568,3 +568,37 @@ async fn a_live_stream_commits_and_refreshes_while_standard_input_stays_open() {
         "one refresh per committed batch plus the run's own: {batches}"
     );
 }
+
+#[tokio::test]
+async fn the_refresh_index_exists_after_a_bulk_load_and_comes_back_if_lost() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let index_exists = || async {
+        client
+            .query_one(
+                "select to_regclass('elt.events_customer_id_fired_at') is not null",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+    };
+    // A first load into an empty table builds the index once, at its end.
+    db.run_expecting(
+        0,
+        &[
+            "run",
+            "--max-line-bytes",
+            "2048",
+            &fixture("first_night.jsonl"),
+        ],
+    );
+    assert!(index_exists().await);
+    // As if a bulk load had died before rebuilding it: the next run puts it back.
+    client
+        .batch_execute("drop index elt.events_customer_id_fired_at")
+        .await
+        .unwrap();
+    db.run_expecting(0, &["run", &fixture("second_night.jsonl")]);
+    assert!(index_exists().await);
+}
