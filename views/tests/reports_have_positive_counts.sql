@@ -33,16 +33,14 @@ final as (
     union all
     select
         'unique_user_clicks' as report,
-        customer_id,
-        hour
+        unique_user_clicks.customer_id,
+        unique_user_clicks.hour
     from unique_user_clicks
-    where unique_user_clicks <= 0
-        or unique_user_clicks > (
-            select coalesce(max(clicks.clicks), 0)
-            from clicks
-            where clicks.customer_id = unique_user_clicks.customer_id
-                and clicks.hour = unique_user_clicks.hour
-        )
+    left join clicks
+        on clicks.customer_id = unique_user_clicks.customer_id
+        and clicks.hour = unique_user_clicks.hour
+    where unique_user_clicks.unique_user_clicks <= 0
+        or unique_user_clicks.unique_user_clicks > coalesce(clicks.clicks, 0)
 )
 
 select * from final
