@@ -68,12 +68,12 @@ def build():
     sh(["cargo", "build", "--release", "--locked", "--quiet"], cwd=ROOT)
 
 
-def generated(lines, name=None, extra=()):
+def generated(lines, name=None, extra=(), seed=42):
     DATA.mkdir(exist_ok=True)
     path = DATA / (name or f"clean_{lines}.jsonl")
     if not path.exists():
         print(f"generating {path.name} ({lines} lines)...", file=sys.stderr)
-        sh([BIN, "generate", "--lines", str(lines), "--seed", "42", *extra, "--output", path])
+        sh([BIN, "generate", "--lines", str(lines), "--seed", str(seed), *extra, "--output", path])
     return path
 
 
@@ -151,7 +151,8 @@ def nightly(args):
                         ["--events-per-hour", str(hour_lines), "--start", "2022-01-01T00:00:00"])
     day = generated(hour_lines * 24, f"day_after_{args.days}d_{hour_lines}.jsonl",
                     ["--events-per-hour", str(hour_lines), "--start",
-                     time.strftime("%Y-%m-%dT00:00:00", time.gmtime(1640995200 + 86400 * args.days))])
+                     time.strftime("%Y-%m-%dT00:00:00", time.gmtime(1640995200 + 86400 * args.days))],
+                    seed=43)  # another seed: other event ids than the history's
     url = f"postgresql://{ENV['PGUSER']}@{ENV['PGHOST']}/campaign_elt_bench_nightly"
     fresh_database("campaign_elt_bench_nightly")
     history_seconds, _, _ = timed([BIN, "run", "--quiet", "--database-url", url, history])

@@ -14,12 +14,15 @@ mod embedded {
 pub const RUN_LOCK_KEY: i64 = 0x63_616d_7065_6c74; // "campelt"
 
 /// Connects and prepares the session: synchronous commit, so a run that exits 0 has made its
-/// last commit durable. The session keeps the server's TimeZone: the SQL never depends on it.
+/// last commit durable; no JIT, whose compile time dominated the incremental refresh's many
+/// small index lookups (0.9 s → 0.16 s for a day after a month; full builds are no slower).
+/// The session keeps the server's TimeZone: the SQL never depends on it.
 pub async fn connect(settings: &ConnectionSettings) -> Result<Client> {
     let client = connection::connect(settings).await?;
     client
         .batch_execute(
             "set synchronous_commit = on;
+             set jit = off;
              set application_name = 'campaign-elt';",
         )
         .await
