@@ -308,31 +308,7 @@ async fn a_new_file_creates_its_relation() {
     let csv = String::from_utf8_lossy(&output.stdout);
     assert!(csv.contains("1,2022-01-01"), "{csv}");
     assert!(csv.contains(",5,3,0.6"), "{csv}");
-    assert_rows_eq(&report_rows(&client).await, &second_night_reports());
-}
-
-/// The four reports after both nights (tests/pipeline.rs derives the same rows).
-fn second_night_reports() -> Vec<&'static str> {
-    let mut expected: Vec<&str> = FIRST_NIGHT_REPORTS
-        .iter()
-        .copied()
-        .filter(|row| {
-            !row.starts_with("page_loads|1|2022-01-01 01:00")
-                && !row.starts_with("click_through_rate|1|2022-01-01 01:00")
-                && !row.starts_with("click_through_rate|4|")
-                && !row.starts_with("click_through_rate|5|")
-        })
-        .collect();
-    expected.extend([
-        "page_loads|1|2022-01-01 01:00|4",
-        "click_through_rate|1|2022-01-01 01:00|4|3|0.750000",
-        "page_loads|4|2022-01-01 04:00|1",
-        "click_through_rate|4|2022-01-01 04:00|1|0|0.000000",
-        "click_through_rate|4|2022-01-01 05:00|0|1|∅",
-        "page_loads|5|2022-01-01 06:00|1",
-        "click_through_rate|5|2022-01-01 06:00|1|1|1.000000",
-    ]);
-    expected
+    assert_rows_eq(&report_rows(&client).await, &common::second_night_reports());
 }
 
 #[tokio::test]

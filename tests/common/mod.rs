@@ -334,3 +334,29 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The four reports after `first_night.jsonl` and then `second_night.jsonl`: a1 is a duplicate
+/// from the first night; k1's page load arrives late, in the hour before its click (that hour is
+/// recomputed); m1 arrives after its click m2, within the window; n1 is a new page load.
+pub fn second_night_reports() -> Vec<&'static str> {
+    let mut expected: Vec<&str> = FIRST_NIGHT_REPORTS
+        .iter()
+        .copied()
+        .filter(|row| {
+            !row.starts_with("page_loads|1|2022-01-01 01:00")
+                && !row.starts_with("click_through_rate|1|2022-01-01 01:00")
+                && !row.starts_with("click_through_rate|4|")
+                && !row.starts_with("click_through_rate|5|")
+        })
+        .collect();
+    expected.extend([
+        "page_loads|1|2022-01-01 01:00|4",
+        "click_through_rate|1|2022-01-01 01:00|4|3|0.750000",
+        "page_loads|4|2022-01-01 04:00|1",
+        "click_through_rate|4|2022-01-01 04:00|1|0|0.000000",
+        "click_through_rate|4|2022-01-01 05:00|0|1|∅",
+        "page_loads|5|2022-01-01 06:00|1",
+        "click_through_rate|5|2022-01-01 06:00|1|1|1.000000",
+    ]);
+    expected
+}
