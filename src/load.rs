@@ -241,6 +241,7 @@ pub async fn load_files(
         && client
             .query_one(
                 "select not exists (select 1 from elt.events)
+                     and not exists (select 1 from elt.managed_relations)
                      and pg_catalog.pg_has_role(current_user, relowner, 'MEMBER')
                  from pg_catalog.pg_class where oid = 'elt.events'::regclass",
                 &[],
@@ -575,7 +576,7 @@ async fn load_file(
     let is_stdin = source::is_stdin(path);
     let same_path = ledger_entries(client, "path = $1", &display_path).await?;
     let (plan, fingerprint, has_earlier_loads) = if is_stdin {
-        (LoadPlan::Fresh, None, !same_path.is_empty())
+        (LoadPlan::Fresh, None, false)
     } else {
         let prefix = same_path
             .iter()
@@ -587,7 +588,10 @@ async fn load_file(
                 .await??
         };
         let same_content = ledger_entries(client, "content_hash = $1", &fingerprint.hash).await?;
-        let has_earlier_loads = !same_path.is_empty() || !same_content.is_empty();
+        // Only a forced reload reads lines that were loaded before (a fresh load's content is new,
+        // a resume or a tail reads past what was committed): only then are rejects compared.
+        let has_earlier_loads =
+            options.force && (!same_path.is_empty() || !same_content.is_empty());
         (
             plan_load(&fingerprint, &same_path, &same_content, options.force),
             Some(fingerprint),
@@ -761,7 +765,7 @@ async fn load_file(
                          duplicates = duplicates + $6,
                          rejected = rejected + $7,
                          blank = blank + $8,
-                         ends_with_newline = $9,
+                         ends_with_newline = case when $4 = 0 then ends_with_newline else $9 end,
                          status = case when $10 then 'loaded' else status end,
                          finished_at = case when $10 then clock_timestamp() end
                      where load_id = $1",

@@ -141,7 +141,7 @@ pub async fn pin(
     effective.validate()?;
     match stored {
         None => {
-            write(client, &effective).await?;
+            write(client, &effective, false).await?;
             Ok(PinnedSettings {
                 settings: effective,
                 changed: false,
@@ -163,7 +163,7 @@ pub async fn pin(
                      unload and reload them (load --force) to apply the new ones"
                 );
             }
-            write(client, &effective).await?;
+            write(client, &effective, true).await?;
             Ok(PinnedSettings {
                 settings: effective,
                 changed: true,
@@ -177,20 +177,29 @@ pub async fn pin(
     }
 }
 
-async fn write(client: &impl GenericClient, settings: &ReportSettings) -> Result<()> {
+/// Stores the settings; `full_refresh_pending` records that the reports must be rebuilt whole
+/// (cleared by the refresh that does it, see `transform::refresh`).
+async fn write(
+    client: &impl GenericClient,
+    settings: &ReportSettings,
+    full_refresh_pending: bool,
+) -> Result<()> {
     client
         .execute(
-            "insert into elt.settings (click_through_window_seconds, source_time_zone, accepted_event_types)
-             values ($1, $2, $3)
+            "insert into elt.settings (click_through_window_seconds, source_time_zone, accepted_event_types,
+                 full_refresh_pending)
+             values ($1, $2, $3, $4)
              on conflict (is_singleton) do update set
                  click_through_window_seconds = excluded.click_through_window_seconds,
                  source_time_zone = excluded.source_time_zone,
                  accepted_event_types = excluded.accepted_event_types,
+                 full_refresh_pending = elt.settings.full_refresh_pending or excluded.full_refresh_pending,
                  updated_at = now()",
             &[
                 &settings.click_through_window_seconds,
                 &settings.source_time_zone,
                 &settings.accepted_event_types,
+                &full_refresh_pending,
             ],
         )
         .await

@@ -695,10 +695,20 @@ pub async fn refresh(
     options: RefreshOptions,
 ) -> Result<RefreshSummary> {
     let transaction = client.transaction().await?;
+    // A settings change that no refresh has completed yet makes this one a full refresh.
+    let pending: bool = transaction
+        .query_opt("select full_refresh_pending from elt.settings", &[])
+        .await?
+        .is_some_and(|row| row.get(0));
     let managed = managed_relations(&transaction).await?;
-    let plan = plan_refresh(views, &managed, options.full_refresh);
+    let plan = plan_refresh(views, &managed, options.full_refresh || pending);
     for step in &plan.steps {
         execute_step(&transaction, views, step).await?;
+    }
+    if plan.full_refresh {
+        transaction
+            .execute("update elt.settings set full_refresh_pending = false", &[])
+            .await?;
     }
 
     let full_refresh = plan.full_refresh;

@@ -460,3 +460,51 @@ async fn check_classifies_without_a_database() {
     );
     assert_eq!(summary["totals"]["rejected"], 13);
 }
+
+#[tokio::test]
+async fn a_settings_change_whose_rebuild_failed_is_finished_by_the_next_refresh() {
+    let db = TestDatabase::new().await;
+    db.run_expecting(0, &["run", "--max-line-bytes", "2048", &fixture(DIRTY)]);
+    // The new window is stored, but the full rebuild it needs fails (a broken report).
+    let views = tempfile::tempdir().unwrap();
+    copy_dir(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/views")),
+        views.path(),
+    );
+    let clicks = views.path().join("reports/clicks.sql");
+    let broken = std::fs::read_to_string(&clicks)
+        .unwrap()
+        .replace("from ", "from no_such_relation, ");
+    std::fs::write(&clicks, broken).unwrap();
+    let views_dir = views.path().to_str().unwrap();
+    db.run_expecting(
+        1,
+        &[
+            "refresh",
+            "--full-refresh",
+            "--click-through-window-seconds",
+            "400",
+            "--views-dir",
+            views_dir,
+        ],
+    );
+    let client = db.client().await;
+    let rows = report_rows(&client).await;
+    assert!(
+        rows.contains(&"click_through_rate|1|2022-01-01 01:00|3|3|1.000000".to_owned()),
+        "{rows:#?}"
+    );
+    // A plain refresh, with nothing queued, still owes that rebuild: c2 (301 s) becomes related.
+    db.run_expecting(0, &["refresh"]);
+    let rows = report_rows(&client).await;
+    assert!(
+        rows.contains(&"click_through_rate|1|2022-01-01 01:00|3|4|1.333333".to_owned()),
+        "{rows:#?}"
+    );
+    let pending: bool = client
+        .query_one("select full_refresh_pending from elt.settings", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!pending, "the completed rebuild clears the flag");
+}

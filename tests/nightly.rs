@@ -602,3 +602,45 @@ async fn the_refresh_index_exists_after_a_bulk_load_and_comes_back_if_lost() {
     db.run_expecting(0, &["run", &fixture("second_night.jsonl")]);
     assert!(index_exists().await);
 }
+
+#[tokio::test]
+async fn a_rewritten_file_stores_its_own_rejects_and_a_forced_reload_does_not_repeat_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("current.jsonl");
+    let path_text = path.to_str().unwrap();
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let rejects = || async {
+        client
+            .query_one("select count(*) from elt.rejects", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    for night in 0..2 {
+        // Each night's export starts with the same junk line and has other events.
+        let lines = vec![
+            "# export v2".to_owned(),
+            event_line(
+                &format!("n{night}"),
+                1,
+                1,
+                "01/01/2022, 00:10:00",
+                "ReferralPageLoad",
+            ),
+        ];
+        write_file(&path, &lines, true);
+        db.run_expecting(0, &["run", path_text]);
+        assert_eq!(
+            rejects().await,
+            night + 1,
+            "night {night}: every load keeps its own rejects"
+        );
+    }
+    db.run_expecting(0, &["run", "--force", path_text]);
+    assert_eq!(
+        rejects().await,
+        2,
+        "reloading the same content does not store its rejects again"
+    );
+}
