@@ -169,7 +169,8 @@ pub async fn execute(cli: &Cli, stdout: &mut dyn Write) -> Result<i32> {
                 &client,
                 run_id,
                 &summary,
-                if code == exit::SUCCESS || summary.refresh_error.is_none() {
+                // Completed (exit 0, 3 or 4) unless the refresh failed after the load.
+                if summary.refresh_error.is_none() {
                     "succeeded"
                 } else {
                     "failed"
@@ -415,7 +416,7 @@ fn generate_command(args: &GenerateArgs, quiet: bool, stdout: &mut dyn Write) ->
     options
         .validate()
         .map_err(|message| UsageError(format!("generate: {message}")))?;
-    let stats = match &args.output {
+    match &args.output {
         Some(path) => {
             let file = std::fs::File::create(path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
@@ -439,15 +440,12 @@ fn generate_command(args: &GenerateArgs, quiet: bool, stdout: &mut dyn Write) ->
                     path.display()
                 );
             }
-            stats
         }
         None => {
             let mut writer = std::io::BufWriter::with_capacity(1 << 20, stdout);
-            let stats = generate::generate(&options, &mut writer)?;
+            generate::generate(&options, &mut writer)?;
             writer.flush()?;
-            stats
         }
-    };
-    let _ = stats;
+    }
     Ok(exit::SUCCESS)
 }
