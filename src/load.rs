@@ -416,6 +416,22 @@ enum LoadPlan {
     },
 }
 
+/// A load that a run began and did not finish.
+fn is_interrupted(entry: &LedgerEntry) -> bool {
+    entry.status == "loading" || entry.status == "failed"
+}
+
+/// Continues an interrupted load after its last committed batch.
+fn resume(interrupted: &LedgerEntry) -> LoadPlan {
+    LoadPlan::Resume {
+        load_id: interrupted.load_id,
+        offset: interrupted.committed_offset as u64,
+        next_line_number: interrupted.committed_line_number as u64 + 1,
+        lines_resumed: (interrupted.committed_line_number + 1 - interrupted.first_line_number)
+            .max(0) as u64,
+    }
+}
+
 /// Decides from the ledger what to do with a file. `same_path` holds the path's ledger rows,
 /// newest first; `same_content` the rows with the file's content hash, newest first.
 fn plan_load(
@@ -433,24 +449,22 @@ fn plan_load(
             note: format!("content already loaded by load {}", loaded.load_id),
         };
     }
-    if let Some(interrupted) = same_content
-        .iter()
-        .find(|entry| entry.status == "loading" || entry.status == "failed")
-    {
-        return LoadPlan::Resume {
-            load_id: interrupted.load_id,
-            offset: interrupted.committed_offset as u64,
-            next_line_number: interrupted.committed_line_number as u64 + 1,
-            lines_resumed: (interrupted.committed_line_number + 1 - interrupted.first_line_number)
-                .max(0) as u64,
-        };
+    if let Some(interrupted) = same_content.iter().find(|entry| is_interrupted(entry)) {
+        return resume(interrupted);
     }
-    if let Some(previous) = same_path.iter().find(|entry| entry.status == "loaded") {
+    if let Some(previous) = same_path
+        .iter()
+        .find(|entry| entry.status == "loaded" || is_interrupted(entry))
+    {
         let grew = previous
             .size_bytes
             .is_some_and(|size| size < fingerprint.size)
             && previous.content_hash.is_some()
             && fingerprint.prefix_hash == previous.content_hash;
+        // An interrupted load of the file before it grew: continue it, to the new end.
+        if grew && is_interrupted(previous) {
+            return resume(previous);
+        }
         if grew {
             if previous.ends_with_newline == Some(false) {
                 return LoadPlan::Skip {
@@ -580,7 +594,7 @@ async fn load_file(
     } else {
         let prefix = same_path
             .iter()
-            .find(|entry| entry.status == "loaded")
+            .find(|entry| entry.status == "loaded" || is_interrupted(entry))
             .and_then(|entry| entry.size_bytes);
         let fingerprint = {
             let path = path.to_owned();
@@ -648,7 +662,14 @@ async fn load_file(
 
     let load_id: i64 = match &plan {
         LoadPlan::Resume { load_id, .. } => {
-            client.execute("update elt.loads set status = 'loading' where load_id = $1", &[load_id]).await?;
+            // The load now runs to the file's current end: record its current size and hash.
+            client
+                .execute(
+                    "update elt.loads set status = 'loading', size_bytes = $2, content_hash = $3
+                     where load_id = $1",
+                    &[load_id, &size, &hash],
+                )
+                .await?;
             *load_id
         }
         _ => client
@@ -1177,6 +1198,21 @@ mod tests {
             plan,
             LoadPlan::Resume {
                 load_id: 4,
+                offset: 50,
+                next_line_number: 11,
+                lines_resumed: 10
+            }
+        );
+    }
+
+    #[test]
+    fn an_interrupted_load_of_a_file_that_then_grew_resumes() {
+        let interrupted = entry(6, "failed", 100, 7, 10, true);
+        let plan = plan_load(&fingerprint(150, 8, Some(7)), &[interrupted], &[], false);
+        assert_eq!(
+            plan,
+            LoadPlan::Resume {
+                load_id: 6,
                 offset: 50,
                 next_line_number: 11,
                 lines_resumed: 10

@@ -644,3 +644,55 @@ async fn a_rewritten_file_stores_its_own_rejects_and_a_forced_reload_does_not_re
         "reloading the same content does not store its rejects again"
     );
 }
+
+#[tokio::test]
+async fn an_interrupted_load_of_a_file_that_then_grew_resumes_to_its_new_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let path_text = path.to_str().unwrap();
+    let lines: Vec<String> = (0..8)
+        .map(|i| {
+            event_line(
+                &format!("p{i}"),
+                1,
+                i,
+                &format!("01/01/2022, 00:0{i}:00"),
+                "ReferralPageLoad",
+            )
+        })
+        .collect();
+    write_file(&path, &lines[..6], true);
+    let db = TestDatabase::new().await;
+    db.run_expecting(0, &["run", "--batch-lines", "3", path_text]);
+    // Leave the ledger as a run that died after its first batch leaves it.
+    let first_batch_bytes: usize = lines[..3].iter().map(|line| line.len() + 1).sum();
+    let client = db.client().await;
+    client
+        .batch_execute(&format!(
+            "delete from elt.events where line_number > 3;
+             update elt.loads set status = 'failed', committed_offset = {first_batch_bytes},
+                 committed_line_number = 3, lines = 3, loaded = 3, finished_at = null;"
+        ))
+        .await
+        .unwrap();
+    // The writer appended to the file meanwhile.
+    write_file(&path, &lines, true);
+    let summary =
+        stdout_json(&db.run_expecting(0, &["run", "--json", "--batch-lines", "3", path_text]));
+    assert_eq!(summary["lines_resumed"], 3, "{summary}");
+    assert_eq!(summary["totals"]["lines"], 5);
+    assert_eq!(summary["totals"]["loaded"], 5);
+    let ledger = common::rows(&client, "select status, lines, loaded from elt.loads").await;
+    assert_eq!(
+        ledger,
+        ["loaded|8|8"],
+        "one ledger row, finished, covering the whole grown file"
+    );
+
+    let whole = TestDatabase::new().await;
+    whole.run_expecting(0, &["run", path_text]);
+    assert_eq!(
+        report_rows(&client).await,
+        report_rows(&whole.client().await).await
+    );
+}
