@@ -74,6 +74,24 @@ async fn ensure_template(admin: &Client) -> String {
         .unwrap()
         .is_some();
     if !exists {
+        // Templates of earlier migration sets are not used any more.
+        let stale = admin
+            .query(
+                "select datname from pg_database where datname like 'campaign\\_elt\\_template\\_%' and datname <> $1",
+                &[&template],
+            )
+            .await
+            .unwrap();
+        for row in stale {
+            let name: String = row.get(0);
+            // A template cannot be dropped; each statement on its own (no transaction block).
+            let _ = admin
+                .batch_execute(&format!("alter database {name} is_template false"))
+                .await;
+            let _ = admin
+                .batch_execute(&format!("drop database if exists {name} with (force)"))
+                .await;
+        }
         let building = format!("{template}_building");
         admin
             .batch_execute(&format!("drop database if exists {building} with (force)"))
