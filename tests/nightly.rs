@@ -16,6 +16,21 @@ fn event_line(id: &str, customer: i64, user: i64, fired_at: &str, event_type: &s
     )
 }
 
+/// `count` page loads `p0`, `p1`, … of customer 1, user i, at 00:00, 00:01, … (count ≤ 10).
+fn page_loads(count: i64) -> Vec<String> {
+    (0..count)
+        .map(|i| {
+            event_line(
+                &format!("p{i}"),
+                1,
+                i,
+                &format!("01/01/2022, 00:0{i}:00"),
+                "ReferralPageLoad",
+            )
+        })
+        .collect()
+}
+
 fn write_file(path: &Path, lines: &[String], final_newline: bool) {
     let mut text = lines.join("\n");
     if final_newline && !lines.is_empty() {
@@ -41,17 +56,7 @@ fn generate(path: &Path, args: &[&str]) {
 async fn a_grown_file_loads_only_its_new_tail() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.jsonl");
-    let first: Vec<String> = (0..6)
-        .map(|i| {
-            event_line(
-                &format!("p{i}"),
-                1,
-                i,
-                &format!("01/01/2022, 00:0{i}:00"),
-                "ReferralPageLoad",
-            )
-        })
-        .collect();
+    let first: Vec<String> = page_loads(6);
     let more: Vec<String> = (0..4)
         .map(|i| {
             event_line(
@@ -104,17 +109,7 @@ async fn a_grown_file_whose_last_line_had_no_newline_is_left_alone_unless_forced
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.jsonl");
     let path_text = path.to_str().unwrap();
-    let lines: Vec<String> = (0..3)
-        .map(|i| {
-            event_line(
-                &format!("p{i}"),
-                1,
-                i,
-                &format!("01/01/2022, 00:0{i}:00"),
-                "ReferralPageLoad",
-            )
-        })
-        .collect();
+    let lines: Vec<String> = page_loads(3);
     write_file(&path, &lines, false);
     let db = TestDatabase::new().await;
     db.run_expecting(0, &["run", path_text]);
@@ -650,17 +645,7 @@ async fn an_interrupted_load_of_a_file_that_then_grew_resumes_to_its_new_end() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.jsonl");
     let path_text = path.to_str().unwrap();
-    let lines: Vec<String> = (0..8)
-        .map(|i| {
-            event_line(
-                &format!("p{i}"),
-                1,
-                i,
-                &format!("01/01/2022, 00:0{i}:00"),
-                "ReferralPageLoad",
-            )
-        })
-        .collect();
+    let lines: Vec<String> = page_loads(8);
     write_file(&path, &lines[..6], true);
     let db = TestDatabase::new().await;
     db.run_expecting(0, &["run", "--batch-lines", "3", path_text]);

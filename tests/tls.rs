@@ -11,20 +11,8 @@ use std::process::Output;
 
 use common::{campaign_elt, fixture, TestDatabase};
 
-/// An unrelated CA (from src/config/tls.rs's test certificates): it signed nothing the server has.
-const UNRELATED_CA: &str = "\
------BEGIN CERTIFICATE-----
-MIIBlzCCAT2gAwIBAgIUN3H/K51LfI8aaSNU5hRu2+16vJwwCgYIKoZIzj0EAwIw
-IDEeMBwGA1UEAwwVY2FtcGFpZ24tZWx0IG90aGVyIENBMCAXDTI2MTEyOTIxNTUw
-MloYDzIxMjYxMTA1MjE1NTAyWjAgMR4wHAYDVQQDDBVjYW1wYWlnbi1lbHQgb3Ro
-ZXIgQ0EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAATziYRGQNX3LvLjoidNadxf
-7TrYI0qTbjzWsfZS3QbWeqNoFrBua0UkA1hPoiZWymFXuyauDwyX5iNMjW6iGuLZ
-o1MwUTAdBgNVHQ4EFgQUjp1mMMcC/WnM7hV21rr3KVoxyXcwHwYDVR0jBBgwFoAU
-jp1mMMcC/WnM7hV21rr3KVoxyXcwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQD
-AgNIADBFAiEA9WB4s3lMW/dfCAHhmwOIzniZv8+H9RItySuMuQw9leECIBzI4XFU
-/S9++l05f4kAUNPnrb+4u7WJbTRhzJjF3Gg1
------END CERTIFICATE-----
-";
+/// An unrelated CA (shared with the unit tests in src/config/tls.rs): it signed nothing the server has.
+const UNRELATED_CA: &str = include_str!("fixtures/unrelated-ca.pem");
 
 /// `scheme://user@HOST:port/db?query` with the host replaced (and the address kept in
 /// `hostaddr`, so that a name like `localhost` is only used for the certificate check).

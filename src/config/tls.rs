@@ -189,19 +189,7 @@ MbSPeA4MviN0ijojuHXYY3SUDA==
 -----END CERTIFICATE-----
 ";
     /// Another self-signed CA, which signed nothing here.
-    pub(crate) const OTHER_CA: &str = "\
------BEGIN CERTIFICATE-----
-MIIBlzCCAT2gAwIBAgIUN3H/K51LfI8aaSNU5hRu2+16vJwwCgYIKoZIzj0EAwIw
-IDEeMBwGA1UEAwwVY2FtcGFpZ24tZWx0IG90aGVyIENBMCAXDTI2MTEyOTIxNTUw
-MloYDzIxMjYxMTA1MjE1NTAyWjAgMR4wHAYDVQQDDBVjYW1wYWlnbi1lbHQgb3Ro
-ZXIgQ0EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAATziYRGQNX3LvLjoidNadxf
-7TrYI0qTbjzWsfZS3QbWeqNoFrBua0UkA1hPoiZWymFXuyauDwyX5iNMjW6iGuLZ
-o1MwUTAdBgNVHQ4EFgQUjp1mMMcC/WnM7hV21rr3KVoxyXcwHwYDVR0jBBgwFoAU
-jp1mMMcC/WnM7hV21rr3KVoxyXcwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQD
-AgNIADBFAiEA9WB4s3lMW/dfCAHhmwOIzniZv8+H9RItySuMuQw9leECIBzI4XFU
-/S9++l05f4kAUNPnrb+4u7WJbTRhzJjF3Gg1
------END CERTIFICATE-----
-";
+    pub(crate) const OTHER_CA: &str = include_str!("../../tests/fixtures/unrelated-ca.pem");
 }
 
 #[cfg(test)]
