@@ -144,7 +144,8 @@ pub async fn execute(cli: &Cli, stdout: &mut dyn Write) -> Result<i32> {
     }
     let step = Instant::now();
     db::migrate(&mut client).await?;
-    db::ensure_event_indexes(&client).await?;
+    // A bulk load that died left the events table without its indexes: finish it first.
+    crate::load::finish_bulk_load(&mut client).await?;
     let migrate_seconds = step.elapsed().as_secs_f64();
     let pinned = settings::pin(&client, &requested_settings(settings_args), full_refresh).await?;
     let run_id = start_run(&client, command_name).await?;

@@ -90,31 +90,6 @@ async fn is_up_to_date(client: &Client, migrations: &[refinery::Migration]) -> R
     }))
 }
 
-/// The secondary index of `elt.events` that the incremental refresh needs (the same definition
-/// as in `migrations/V1__initial_schema.sql`). A load into an empty events table drops it and
-/// builds it once at the end, which is much cheaper than maintaining it row by row.
-pub const EVENTS_REFRESH_INDEX: &str = "create index if not exists events_customer_id_fired_at \
-     on elt.events (customer_id, fired_at) include (user_id, event_type)";
-
-/// Makes sure the indexes the incremental refresh needs exist (a bulk load that died may have
-/// left one dropped).
-pub async fn ensure_event_indexes(client: &Client) -> Result<()> {
-    let missing: bool = client
-        .query_one(
-            "select to_regclass('elt.events_customer_id_fired_at') is null",
-            &[],
-        )
-        .await?
-        .get(0);
-    if missing {
-        client
-            .batch_execute(EVENTS_REFRESH_INDEX)
-            .await
-            .context("cannot create the events table's refresh index (the table's owner can)")?;
-    }
-    Ok(())
-}
-
 /// Outcome of asking for the run lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockOutcome {

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -14,7 +15,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::SinkExt;
 use indicatif::ProgressBar;
 use tokio::sync::mpsc;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, CopyInSink};
+
+mod bulk;
+
+pub use bulk::finish as finish_bulk_load;
 
 use crate::ingest::clean::{CleanEvent, Cleaner, LineOutcome};
 use crate::ingest::lines::LineReader;
@@ -41,6 +46,10 @@ const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
 const COPY_STAGED_LINES: &str =
     "copy elt.staged_lines (line_number, event_id, event_type, customer_id, user_id, fired_at, \
      ip_hash, email_hash, reject_reason, reject_detail, raw_line, line_length) from stdin (format binary)";
+const COPY_EVENTS: &str = "copy elt.events (event_id, event_type, customer_id, user_id, fired_at, \
+     load_id, line_number, ip_hash, email_hash) from stdin (format binary)";
+const COPY_REJECTS: &str = "copy elt.rejects (load_id, line_number, reason, detail, raw_line, \
+     line_length) from stdin (format binary)";
 
 /// The merge of one staged batch, statement by statement (all in the batch's transaction).
 /// Rejects first: a reload (`--force`) of the same file does not store its rejects twice
@@ -211,9 +220,9 @@ struct BatchProgress {
 }
 
 enum ReaderMessage {
-    /// Encoded COPY data of the current batch.
-    Rows(Bytes),
-    /// The current batch is complete (its COPY trailer was the last `Rows`).
+    /// Encoded COPY rows of the current batch, for one target.
+    Rows(CopyTarget, Bytes),
+    /// The current batch is complete: every row of it was sent.
     BatchEnd(BatchProgress),
     Failed(anyhow::Error),
 }
@@ -234,72 +243,82 @@ pub async fn load_files(
     if options.personal_data.is_some() {
         cleaner = cleaner.capturing_personal_data();
     }
-    // Into an empty events table, the refresh index is built once after the load instead of
-    // row by row (a run that dies before rebuilding it gets it back at the next start).
-    // Not for a stream (its batches are refreshed as they come), and only for the table's owner.
-    let bulk: bool = !paths.iter().any(|path| source::is_stdin(path))
-        && client
-            .query_one(
-                "select not exists (select 1 from elt.events)
-                     and not exists (select 1 from elt.managed_relations)
-                     and pg_catalog.pg_has_role(current_user, relowner, 'MEMBER')
-                 from pg_catalog.pg_class where oid = 'elt.events'::regclass",
-                &[],
-            )
-            .await?
-            .get::<_, bool>(0);
+    // Into an empty events table, rows are copied without the table's indexes, which are
+    // built once at the end (see `bulk`). A run that dies before that leaves the key missing;
+    // the next command finishes the bulk load before anything else.
+    let bulk = !options.force
+        && !paths.iter().any(|path| source::is_stdin(path))
+        && bulk::is_possible(client).await?;
     if bulk {
-        client
-            .batch_execute("drop index if exists elt.events_customer_id_fired_at")
-            .await?;
+        bulk::begin(client).await?;
     }
-    let loaded = load_each_file(
-        client,
+    let shared = FileLoad {
         run_id,
-        paths,
-        &cleaner,
+        cleaner: &cleaner,
         options,
-        stream_views,
+        bulk,
         progress,
-    )
-    .await;
+    };
+    let loaded = load_each_file(client, &shared, paths, stream_views).await;
     if bulk {
-        let restored = crate::db::ensure_event_indexes(client).await;
-        match (&loaded, restored) {
+        let finished = bulk::finish(client).await;
+        match (&loaded, finished) {
             (Ok(_), Err(error)) => return Err(error),
-            // The load's own error says what went wrong; the next run builds the index.
+            // The load's own error says what went wrong; the next command finishes the load.
             (Err(_), Err(error)) => {
-                tracing::debug!("cannot rebuild the refresh index now: {error:#}")
+                tracing::debug!("cannot finish the bulk load now: {error:#}")
             }
-            (_, Ok(())) => {}
+            (_, Ok(finished)) => tracing::debug!(
+                "bulk load finished: {} later occurrence(s) removed",
+                finished.removed_duplicates
+            ),
         }
     }
-    let summaries = loaded?;
+    let mut summaries = loaded?;
+    if bulk {
+        // Duplicates were counted when the bulk load finished: report the ledger's counts.
+        for summary in &mut summaries {
+            if let Some(load_id) = summary.load_id {
+                let row = client
+                    .query_one(
+                        "select loaded, duplicates from elt.loads where load_id = $1",
+                        &[&load_id],
+                    )
+                    .await?;
+                summary.counts.loaded = row.get::<_, i64>(0) as u64;
+                summary.counts.duplicates = row.get::<_, i64>(1) as u64;
+            }
+        }
+    }
     let loaded: u64 = summaries.iter().map(|summary| summary.counts.loaded).sum();
     refresh_statistics(client, loaded).await?;
     Ok(summaries)
 }
 
+/// What the files of one [`load_files`] call share.
+struct FileLoad<'a> {
+    run_id: i64,
+    cleaner: &'a Cleaner,
+    options: &'a LoadOptions,
+    /// Whether rows go straight into `elt.events` (see [`bulk`]).
+    bulk: bool,
+    progress: &'a ProgressBar,
+}
+
 async fn load_each_file(
     client: &mut Client,
-    run_id: i64,
+    shared: &FileLoad<'_>,
     paths: &[PathBuf],
-    cleaner: &Cleaner,
-    options: &LoadOptions,
     stream_views: Option<&ViewSet>,
-    progress: &ProgressBar,
 ) -> Result<Vec<FileSummary>> {
     let mut summaries = Vec::with_capacity(paths.len());
     for (position, path) in paths.iter().enumerate() {
         let summary = load_file(
             client,
-            run_id,
+            shared,
             position as i32 + 1,
             path,
-            cleaner,
-            options,
             stream_views.filter(|_| source::is_stdin(path)),
-            progress,
         )
         .await
         .with_context(|| format!("cannot load {}", path.display()))?;
@@ -575,17 +594,20 @@ async fn ledger_entries(
     Ok(rows.iter().map(LedgerEntry::from_row).collect())
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn load_file(
     client: &mut Client,
-    run_id: i64,
+    shared: &FileLoad<'_>,
     position: i32,
     path: &Path,
-    cleaner: &Cleaner,
-    options: &LoadOptions,
     refresh_views: Option<&ViewSet>,
-    progress: &ProgressBar,
 ) -> Result<FileSummary> {
+    let FileLoad {
+        run_id,
+        cleaner,
+        options,
+        bulk,
+        progress,
+    } = *shared;
     let display_path = ledger_path(path);
     let is_stdin = source::is_stdin(path);
     let same_path = ledger_entries(client, "path = $1", &display_path).await?;
@@ -682,6 +704,11 @@ async fn load_file(
             .await?
             .get(0),
     };
+    let layout = if bulk {
+        CopyLayout::Direct { load_id }
+    } else {
+        CopyLayout::Staged
+    };
     let started = Instant::now();
     progress.set_length(size.unwrap_or(0) as u64);
     progress.set_position(0);
@@ -708,6 +735,7 @@ async fn load_file(
                     deadline.as_ref(),
                     &cleaner,
                     &options,
+                    layout,
                     &sender,
                     &progress,
                 )
@@ -720,50 +748,30 @@ async fn load_file(
         loop {
             let transaction = client.transaction().await?;
             let mut timer = StepTimer::new(0);
-            transaction
-                .batch_execute("truncate elt.staged_lines")
-                .await?;
-            let sink = transaction.copy_in::<_, Bytes>(COPY_STAGED_LINES).await?;
-            let mut sink = std::pin::pin!(sink);
-            let batch = loop {
-                match receiver.recv().await {
-                    Some(ReaderMessage::Rows(rows)) => sink.send(rows).await?,
-                    Some(ReaderMessage::BatchEnd(batch)) => break batch,
-                    Some(ReaderMessage::Failed(error)) => return Err(error),
-                    None => return Err(anyhow!("the reader thread stopped unexpectedly")),
-                }
-            };
-            sink.as_mut().finish().await?;
+            if layout == CopyLayout::Staged {
+                transaction
+                    .batch_execute("truncate elt.staged_lines")
+                    .await?;
+            }
+            let batch = copy_batch(&transaction, &mut receiver).await?;
             timer.last_line_number = batch.last_line_number;
             timer.step("copy");
-            transaction
-                .execute(
-                    MERGE_REJECTS,
-                    &[&load_id, &display_path, &hash, &has_earlier_loads],
-                )
-                .await
-                .context("cannot store the rejected lines")?;
-            timer.step("rejects");
-            transaction.batch_execute(CREATE_CHANGED_EVENTS).await?;
-            let new_events = transaction
-                .execute(MERGE_EVENTS, &[&load_id])
-                .await
-                .context("cannot merge the events")?;
-            timer.step("events");
-            // Until a report relation exists, no key needs queueing: the first refresh builds
-            // everything whole.
-            let reports_built: bool = transaction
-                .query_one("select exists (select 1 from elt.managed_relations)", &[])
-                .await?
-                .get(0);
-            if reports_built {
-                transaction.batch_execute("analyze changed_events").await?;
-                transaction
-                    .execute(QUEUE_STALE_KEYS, &[])
-                    .await
-                    .context("cannot queue the stale report keys")?;
-                timer.step("stale keys");
-            }
+            let new_events = match layout {
+                // Duplicates are counted when the bulk load finishes.
+                CopyLayout::Direct { .. } => batch.valid,
+                CopyLayout::Staged => {
+                    let new_events = merge_batch(
+                        &transaction,
+                        load_id,
+                        &display_path,
+                        &hash,
+                        has_earlier_loads,
+                    )
+                    .await?;
+                    timer.step("merge");
+                    new_events
+                }
+            };
             let batch_counts = LineCounts {
                 lines: batch.lines,
                 loaded: new_events,
@@ -867,6 +875,81 @@ async fn load_file(
     })
 }
 
+/// Copies one batch's rows as the reader sends them, opening a COPY per target as the rows
+/// switch between targets; returns the batch's counts once the reader ends it.
+async fn copy_batch(
+    transaction: &tokio_postgres::Transaction<'_>,
+    receiver: &mut mpsc::Receiver<ReaderMessage>,
+) -> Result<BatchProgress> {
+    let mut open: Option<(CopyTarget, Pin<Box<CopyInSink<Bytes>>>)> = None;
+    let batch = loop {
+        match receiver.recv().await {
+            Some(ReaderMessage::Rows(target, rows)) => {
+                if open.as_ref().map(|(open_target, _)| *open_target) != Some(target) {
+                    if let Some((_, sink)) = open.take() {
+                        finish_copy(sink).await?;
+                    }
+                    let mut sink = Box::pin(transaction.copy_in(target.statement()).await?);
+                    sink.send(Bytes::from_static(COPY_HEADER)).await?;
+                    open = Some((target, sink));
+                }
+                if let Some((_, sink)) = open.as_mut() {
+                    sink.send(rows).await?;
+                }
+            }
+            Some(ReaderMessage::BatchEnd(batch)) => break batch,
+            Some(ReaderMessage::Failed(error)) => return Err(error),
+            None => return Err(anyhow!("the reader thread stopped unexpectedly")),
+        }
+    };
+    if let Some((_, sink)) = open.take() {
+        finish_copy(sink).await?;
+    }
+    Ok(batch)
+}
+
+async fn finish_copy(mut sink: Pin<Box<CopyInSink<Bytes>>>) -> Result<u64> {
+    sink.send(Bytes::from_static(COPY_TRAILER)).await?;
+    Ok(sink.as_mut().finish().await?)
+}
+
+/// Merges the staged batch: its rejects, its first-seen events, and (once reports exist) the
+/// report keys they make stale. Returns the number of new events.
+async fn merge_batch(
+    transaction: &tokio_postgres::Transaction<'_>,
+    load_id: i64,
+    display_path: &str,
+    hash: &Option<Vec<u8>>,
+    has_earlier_loads: bool,
+) -> Result<u64> {
+    transaction
+        .execute(
+            MERGE_REJECTS,
+            &[&load_id, &display_path, hash, &has_earlier_loads],
+        )
+        .await
+        .context("cannot store the rejected lines")?;
+    transaction.batch_execute(CREATE_CHANGED_EVENTS).await?;
+    let new_events = transaction
+        .execute(MERGE_EVENTS, &[&load_id])
+        .await
+        .context("cannot merge the events")?;
+    // Until a report relation exists, no key needs queueing: the first refresh builds
+    // everything whole.
+    let reports_built: bool = transaction
+        .query_one("select exists (select 1 from elt.managed_relations)", &[])
+        .await?
+        .get(0);
+    if reports_built {
+        transaction.batch_execute("analyze changed_events").await?;
+        transaction
+            .execute(QUEUE_STALE_KEYS, &[])
+            .await
+            .context("cannot queue the stale report keys")?;
+    }
+    Ok(new_events)
+}
+
 async fn mark_failed(client: &Client, load_id: i64) {
     let result = client
         .execute(
@@ -879,6 +962,129 @@ async fn mark_failed(client: &Client, load_id: i64) {
     }
 }
 
+/// Where a batch's rows are copied to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CopyTarget {
+    /// `elt.staged_lines`, for the merge (events and rejects alike).
+    StagedLines,
+    /// `elt.events` directly (bulk load).
+    Events,
+    /// `elt.rejects` directly (bulk load).
+    Rejects,
+}
+
+impl CopyTarget {
+    fn statement(self) -> &'static str {
+        match self {
+            CopyTarget::StagedLines => COPY_STAGED_LINES,
+            CopyTarget::Events => COPY_EVENTS,
+            CopyTarget::Rejects => COPY_REJECTS,
+        }
+    }
+}
+
+/// How a load writes its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CopyLayout {
+    /// Every line into staging; the merge deduplicates against the primary key.
+    Staged,
+    /// Events straight into `elt.events` and rejects into `elt.rejects`: the bulk load, whose
+    /// duplicates are removed when it finishes (see [`bulk`]).
+    Direct { load_id: i64 },
+}
+
+/// Encodes one batch's rows in PostgreSQL's binary COPY row format: one buffer for the main
+/// target and, in the direct layout, one for the rejects. The database side adds the COPY
+/// header and trailer when it opens and finishes a COPY.
+struct RowEncoder {
+    layout: CopyLayout,
+    rows: BytesMut,
+    rejects: BytesMut,
+}
+
+impl RowEncoder {
+    fn new(layout: CopyLayout) -> Self {
+        Self {
+            layout,
+            rows: BytesMut::with_capacity(CHUNK_BYTES + 64 * 1024),
+            rejects: BytesMut::new(),
+        }
+    }
+
+    fn rows_target(&self) -> CopyTarget {
+        match self.layout {
+            CopyLayout::Staged => CopyTarget::StagedLines,
+            CopyLayout::Direct { .. } => CopyTarget::Events,
+        }
+    }
+
+    fn event(
+        &mut self,
+        line_number: u64,
+        event: &CleanEvent<'_>,
+        event_type: &str,
+        hasher: Option<&PersonalDataHasher>,
+    ) {
+        let buffer = &mut self.rows;
+        match self.layout {
+            CopyLayout::Staged => {
+                buffer.put_i16(STAGED_COLUMNS);
+                put_i64(buffer, line_number as i64);
+                put_event_fields(buffer, event, event_type);
+                put_personal_data(buffer, event, hasher);
+                for _ in 0..4 {
+                    put_null(buffer);
+                }
+            }
+            CopyLayout::Direct { load_id } => {
+                buffer.put_i16(EVENT_COLUMNS);
+                put_event_fields(buffer, event, event_type);
+                put_i64(buffer, load_id);
+                put_i64(buffer, line_number as i64);
+                put_personal_data(buffer, event, hasher);
+            }
+        }
+    }
+
+    fn reject(&mut self, line_number: u64, reason: &str, detail: &str, raw: &[u8], length: u64) {
+        match self.layout {
+            CopyLayout::Staged => {
+                let buffer = &mut self.rows;
+                buffer.put_i16(STAGED_COLUMNS);
+                put_i64(buffer, line_number as i64);
+                for _ in 0..7 {
+                    put_null(buffer);
+                }
+                put_reject_fields(buffer, reason, detail, raw, length);
+            }
+            CopyLayout::Direct { load_id } => {
+                let buffer = &mut self.rejects;
+                buffer.put_i16(REJECT_COLUMNS);
+                put_i64(buffer, load_id);
+                put_i64(buffer, line_number as i64);
+                put_reject_fields(buffer, reason, detail, raw, length);
+            }
+        }
+    }
+
+    /// Hands over the buffers that hold at least `min_bytes` (any non-empty one with 1).
+    fn flush(&mut self, min_bytes: usize, send: &dyn Fn(ReaderMessage) -> bool) -> bool {
+        let rows_target = self.rows_target();
+        for (target, buffer) in [
+            (rows_target, &mut self.rows),
+            (CopyTarget::Rejects, &mut self.rejects),
+        ] {
+            if !buffer.is_empty()
+                && buffer.len() >= min_bytes
+                && !send(ReaderMessage::Rows(target, buffer.split().freeze()))
+            {
+                return false;
+            }
+        }
+        true
+    }
+}
+
 /// The reader thread: lines → outcomes → binary COPY rows, cut into batches and chunks.
 /// A batch ends after `batch_lines` lines or, once it has lines, after `batch_seconds` —
 /// also while a stream is quiet (`deadline` makes the stream reader give control back).
@@ -887,19 +1093,19 @@ fn read_and_encode(
     deadline: Option<&Deadline>,
     cleaner: &Cleaner,
     options: &LoadOptions,
+    layout: CopyLayout,
     sender: &mpsc::Sender<ReaderMessage>,
     progress: &ProgressBar,
 ) {
     let send = |message: ReaderMessage| sender.blocking_send(message).is_ok();
     let batch_age = Duration::from_secs_f64(options.batch_seconds.max(0.0));
-    let mut buffer = BytesMut::with_capacity(CHUNK_BYTES + 64 * 1024);
+    let mut encoder = RowEncoder::new(layout);
     let mut batch = BatchProgress::default();
     let mut batch_started = Instant::now();
     // The number of the last line read and whether it ended with `\n`, across batches (an
     // empty input has nothing cut).
     let mut last_line_number = reader.next_line_number().saturating_sub(1);
     let mut last_line_has_newline = true;
-    write_copy_header(&mut buffer);
     loop {
         let line = match reader.next_line() {
             Ok(Some(line)) => line,
@@ -913,10 +1119,9 @@ fn read_and_encode(
                     batch.end_offset = reader.offset();
                     batch.last_line_number = last_line_number;
                     batch.ends_with_newline = last_line_has_newline;
-                    if !break_batch(&mut buffer, &mut batch, &send) {
+                    if !break_batch(&mut encoder, &mut batch, &send) {
                         return;
                     }
-                    write_copy_header(&mut buffer);
                 }
                 continue;
             }
@@ -940,8 +1145,7 @@ fn read_and_encode(
             LineOutcome::Blank => batch.blank += 1,
             LineOutcome::Event(event) => {
                 batch.valid += 1;
-                encode_event(
-                    &mut buffer,
+                encoder.event(
                     line.number,
                     &event,
                     &cleaner.accepted_event_types()[event.event_type],
@@ -950,14 +1154,7 @@ fn read_and_encode(
             }
             LineOutcome::Rejected { reason, detail } => {
                 *batch.rejected_by_reason.entry(reason.code()).or_default() += 1;
-                encode_reject(
-                    &mut buffer,
-                    line.number,
-                    reason.code(),
-                    &detail,
-                    line.bytes,
-                    line.length,
-                );
+                encoder.reject(line.number, reason.code(), &detail, line.bytes, line.length);
             }
         }
         let end_offset = reader.offset();
@@ -968,13 +1165,12 @@ fn read_and_encode(
             if let Some(deadline) = deadline {
                 deadline.clear();
             }
-            if !break_batch(&mut buffer, &mut batch, &send) {
+            if !break_batch(&mut encoder, &mut batch, &send) {
                 return;
             }
             progress.set_position(end_offset);
-            write_copy_header(&mut buffer);
-        } else if buffer.len() >= CHUNK_BYTES {
-            if !send(ReaderMessage::Rows(buffer.split().freeze())) {
+        } else if encoder.rows.len() >= CHUNK_BYTES || encoder.rejects.len() >= CHUNK_BYTES {
+            if !encoder.flush(CHUNK_BYTES, &send) {
                 return;
             }
             progress.set_position(end_offset);
@@ -985,28 +1181,27 @@ fn read_and_encode(
     batch.last_line_number = last_line_number;
     batch.ends_with_newline = last_line_has_newline;
     progress.set_position(batch.end_offset);
-    break_batch(&mut buffer, &mut batch, &send);
+    break_batch(&mut encoder, &mut batch, &send);
 }
 
-/// Ends the current batch: trailer, the remaining rows, then the batch's counts.
+/// Ends the current batch: the remaining rows, then the batch's counts.
 /// Returns false when the database side has gone away.
 fn break_batch(
-    buffer: &mut BytesMut,
+    encoder: &mut RowEncoder,
     batch: &mut BatchProgress,
     send: &dyn Fn(ReaderMessage) -> bool,
 ) -> bool {
-    buffer.put_i16(-1);
-    send(ReaderMessage::Rows(buffer.split().freeze()))
-        && send(ReaderMessage::BatchEnd(std::mem::take(batch)))
+    encoder.flush(1, send) && send(ReaderMessage::BatchEnd(std::mem::take(batch)))
 }
 
-fn write_copy_header(buffer: &mut BytesMut) {
-    buffer.put_slice(b"PGCOPY\n\xff\r\n\0");
-    buffer.put_i32(0); // flags
-    buffer.put_i32(0); // header extension length
-}
+/// Binary COPY's file header: signature, flags, header extension length.
+const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+/// Binary COPY's file trailer: a field count of -1.
+const COPY_TRAILER: &[u8] = &[0xff, 0xff];
 
 const STAGED_COLUMNS: i16 = 12;
+const EVENT_COLUMNS: i16 = 9;
+const REJECT_COLUMNS: i16 = 6;
 
 fn put_i64(buffer: &mut BytesMut, value: i64) {
     buffer.put_i32(8);
@@ -1022,44 +1217,31 @@ fn put_null(buffer: &mut BytesMut) {
     buffer.put_i32(-1);
 }
 
-fn encode_event(
-    buffer: &mut BytesMut,
-    line_number: u64,
-    event: &CleanEvent<'_>,
-    event_type: &str,
-    hasher: Option<&PersonalDataHasher>,
-) {
-    buffer.put_i16(STAGED_COLUMNS);
-    put_i64(buffer, line_number as i64);
+/// event_id, event_type, customer_id, user_id, fired_at
+fn put_event_fields(buffer: &mut BytesMut, event: &CleanEvent<'_>, event_type: &str) {
     put_bytes(buffer, event.event_id.as_bytes());
     put_bytes(buffer, event_type.as_bytes());
     put_i64(buffer, event.customer_id);
     put_i64(buffer, event.user_id);
     put_i64(buffer, event.fired_at_micros - POSTGRES_EPOCH_MICROS);
+}
+
+/// ip_hash, email_hash: keyed hashes, or NULL without a key.
+fn put_personal_data(
+    buffer: &mut BytesMut,
+    event: &CleanEvent<'_>,
+    hasher: Option<&PersonalDataHasher>,
+) {
     for personal in [&event.ip, &event.email] {
         match (hasher, personal) {
             (Some(hasher), Some(value)) => put_bytes(buffer, &hasher.hash(value)),
             _ => put_null(buffer),
         }
     }
-    for _ in 0..4 {
-        put_null(buffer);
-    }
 }
 
-fn encode_reject(
-    buffer: &mut BytesMut,
-    line_number: u64,
-    reason: &str,
-    detail: &str,
-    raw: &[u8],
-    length: u64,
-) {
-    buffer.put_i16(STAGED_COLUMNS);
-    put_i64(buffer, line_number as i64);
-    for _ in 0..7 {
-        put_null(buffer);
-    }
+/// reason, detail, raw_line, line_length
+fn put_reject_fields(buffer: &mut BytesMut, reason: &str, detail: &str, raw: &[u8], length: u64) {
     put_bytes(buffer, reason.as_bytes());
     // PostgreSQL text cannot hold NUL; a detail may quote an offending value that has one.
     if detail.contains('\0') {
@@ -1263,13 +1445,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn encodes_binary_copy_rows() {
-        let mut buffer = BytesMut::new();
-        write_copy_header(&mut buffer);
-        assert_eq!(&buffer[..11], b"PGCOPY\n\xff\r\n\0");
-        buffer.clear();
-        let event = CleanEvent {
+    fn sample_event() -> CleanEvent<'static> {
+        CleanEvent {
             event_id: "id".into(),
             event_type: 0,
             customer_id: 1,
@@ -1277,8 +1454,21 @@ mod tests {
             fired_at_micros: POSTGRES_EPOCH_MICROS + 5,
             ip: Some("10.0.0.1".into()),
             email: None,
-        };
-        encode_event(&mut buffer, 7, &event, "ReferralPageLoad", None);
+        }
+    }
+
+    #[test]
+    fn copy_framing_is_postgres_binary_format() {
+        assert_eq!(COPY_HEADER.len(), 19);
+        assert_eq!(&COPY_HEADER[..11], b"PGCOPY\n\xff\r\n\0");
+        assert_eq!(COPY_TRAILER, &(-1i16).to_be_bytes());
+    }
+
+    #[test]
+    fn encodes_staged_rows() {
+        let mut encoder = RowEncoder::new(CopyLayout::Staged);
+        encoder.event(7, &sample_event(), "ReferralPageLoad", None);
+        let buffer = encoder.rows.split();
         assert_eq!(i16::from_be_bytes([buffer[0], buffer[1]]), STAGED_COLUMNS);
         // line_number: length 8, value 7
         assert_eq!(&buffer[2..6], &8i32.to_be_bytes());
@@ -1286,9 +1476,9 @@ mod tests {
         // no key: the two hashes and the four reject columns are NULL, and the ip is nowhere
         assert!(buffer.ends_with(&[0xff; 24]));
         assert!(!String::from_utf8_lossy(&buffer).contains("10.0.0.1"));
-        buffer.clear();
         let hasher = PersonalDataHasher::new(b"sixteen bytes or more").unwrap();
-        encode_event(&mut buffer, 7, &event, "ReferralPageLoad", Some(&hasher));
+        encoder.event(7, &sample_event(), "ReferralPageLoad", Some(&hasher));
+        let buffer = encoder.rows.split();
         let hashed = hasher.hash("10.0.0.1");
         assert!(
             buffer.windows(32).any(|window| window == hashed),
@@ -1298,12 +1488,57 @@ mod tests {
             buffer.ends_with(&[0xff; 20]),
             "email NULL + four reject columns"
         );
-        buffer.clear();
-        encode_reject(&mut buffer, 1, "invalid_json", "bad\0detail", b"\xff", 1);
-        let text = String::from_utf8_lossy(&buffer);
+        encoder.reject(1, "invalid_json", "bad\0detail", b"\xff", 1);
+        assert!(encoder.rejects.is_empty(), "staged rejects share the rows");
+        let text = String::from_utf8_lossy(&encoder.rows);
         assert!(
             text.contains("bad\\u0000detail"),
             "NUL escaped in the detail"
         );
+    }
+
+    #[test]
+    fn encodes_direct_rows_for_events_and_rejects() {
+        let mut encoder = RowEncoder::new(CopyLayout::Direct { load_id: 42 });
+        assert_eq!(encoder.rows_target(), CopyTarget::Events);
+        encoder.event(7, &sample_event(), "ReferralPageLoad", None);
+        let buffer = encoder.rows.split();
+        assert_eq!(i16::from_be_bytes([buffer[0], buffer[1]]), EVENT_COLUMNS);
+        // event_id "id", then event_type
+        assert_eq!(&buffer[2..6], &2i32.to_be_bytes());
+        assert_eq!(&buffer[6..8], b"id");
+        // ... load_id 42 and line_number 7 follow fired_at; both hashes NULL at the end
+        let tail = &buffer[buffer.len() - 8 - 24..];
+        assert_eq!(&tail[..4], &8i32.to_be_bytes());
+        assert_eq!(&tail[4..12], &42i64.to_be_bytes());
+        assert_eq!(&tail[16..24], &7i64.to_be_bytes());
+        assert!(buffer.ends_with(&[0xff; 8]));
+
+        encoder.reject(3, "invalid_json", "detail", b"raw", 3);
+        assert!(encoder.rows.is_empty(), "rejects have their own buffer");
+        let buffer = encoder.rejects.split();
+        assert_eq!(i16::from_be_bytes([buffer[0], buffer[1]]), REJECT_COLUMNS);
+        assert_eq!(&buffer[6..14], &42i64.to_be_bytes());
+        assert_eq!(&buffer[18..26], &3i64.to_be_bytes());
+    }
+
+    #[test]
+    fn flushing_sends_each_target_once_it_is_full_enough() {
+        let mut encoder = RowEncoder::new(CopyLayout::Direct { load_id: 1 });
+        encoder.event(1, &sample_event(), "ReferralPageLoad", None);
+        encoder.reject(2, "invalid_json", "detail", b"raw", 3);
+        let sent = std::cell::RefCell::new(Vec::new());
+        let send = |message: ReaderMessage| {
+            if let ReaderMessage::Rows(target, rows) = message {
+                sent.borrow_mut().push((target, rows.len()));
+            }
+            true
+        };
+        assert!(encoder.flush(CHUNK_BYTES, &send));
+        assert!(sent.borrow().is_empty(), "nothing is full yet");
+        assert!(encoder.flush(1, &send));
+        let targets: Vec<CopyTarget> = sent.borrow().iter().map(|(target, _)| *target).collect();
+        assert_eq!(targets, vec![CopyTarget::Events, CopyTarget::Rejects]);
+        assert!(encoder.rows.is_empty() && encoder.rejects.is_empty());
     }
 }

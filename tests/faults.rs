@@ -115,7 +115,10 @@ async fn a_connection_killed_mid_load_exits_1_and_a_rerun_completes() {
     let error = last_error_line(&output);
     assert!(
         error.starts_with(&format!("campaign-elt: cannot load {path_text}: "))
-            && error.contains("terminating connection due to administrator command"),
+            // The server's reason, or — when the kill lands while a COPY is streaming — the
+            // closed connection the client sees first.
+            && (error.contains("terminating connection due to administrator command")
+                || error.ends_with("connection closed")),
         "{error}"
     );
     let committed = assert_no_partial_batch(&client, 10_000).await;

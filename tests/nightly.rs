@@ -358,7 +358,8 @@ async fn one_more_hour_after_thirty_days_recomputes_only_that_hour_without_scann
                     date_trunc('hour', fired_at, 'UTC') + interval '1 hour' as ends_at
              from elt.events where fired_at >= '2022-01-31T00:00:00Z';
              analyze elt_queued_ranges;
-             create temporary view stale_ranges as select * from elt_queued_ranges;",
+             create temporary view stale_ranges as select * from elt_queued_ranges;
+             create temporary view refresh_mode as select false as is_full_refresh;",
         )
         .await
         .unwrap();
@@ -564,21 +565,90 @@ async fn a_live_stream_commits_and_refreshes_while_standard_input_stays_open() {
     );
 }
 
+/// The events table's indexes, by name.
+async fn event_indexes(client: &tokio_postgres::Client) -> Vec<String> {
+    client
+        .query(
+            "select indexname::text from pg_indexes
+             where schemaname = 'elt' and tablename = 'events' order by 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+/// Every stored event with where it came from, and the ledger's counts, in a fixed order.
+async fn events_and_ledger(client: &tokio_postgres::Client) -> (Vec<String>, Vec<String>) {
+    let events = common::rows(
+        client,
+        "select concat_ws(' ', event_id, event_type, customer_id, user_id, fired_at, line_number)
+         from elt.events order by event_id, event_type",
+    )
+    .await;
+    let ledger = common::rows(
+        client,
+        "select concat_ws(' ', lines, loaded, duplicates, rejected, blank, status)
+         from elt.loads order by load_id",
+    )
+    .await;
+    (events, ledger)
+}
+
 #[tokio::test]
-async fn the_refresh_index_exists_after_a_bulk_load_and_comes_back_if_lost() {
+async fn a_bulk_first_load_keeps_first_occurrences_and_counts_like_the_merge() {
+    // Into an empty database the first load copies straight into elt.events and removes the
+    // duplicates at its end; a forced load takes the staged merge. Both must agree.
+    let args = |force: bool| {
+        let mut args = vec!["run", "--max-line-bytes", "2048", "--batch-lines", "5"];
+        if force {
+            args.push("--force");
+        }
+        args
+    };
+    let first_night = fixture("first_night.jsonl");
+    let bulk = TestDatabase::new().await;
+    let mut bulk_args = args(false);
+    bulk_args.push(&first_night);
+    let bulk_summary = stdout_json(&bulk.run_expecting(0, &[&bulk_args[..], &["--json"]].concat()));
+    let merged = TestDatabase::new().await;
+    let mut merged_args = args(true);
+    merged_args.push(&first_night);
+    let merged_summary =
+        stdout_json(&merged.run_expecting(0, &[&merged_args[..], &["--json"]].concat()));
+
+    let bulk_client = bulk.client().await;
+    let merged_client = merged.client().await;
+    let (bulk_events, bulk_ledger) = events_and_ledger(&bulk_client).await;
+    assert_eq!(
+        (bulk_events, bulk_ledger),
+        events_and_ledger(&merged_client).await
+    );
+    assert_eq!(bulk_summary["totals"], merged_summary["totals"]);
+    assert!(
+        bulk_summary["totals"]["duplicates"].as_u64().unwrap() > 0,
+        "the fixture has duplicates, across batches of 5 lines: {bulk_summary}"
+    );
+    assert_rows_eq(
+        &report_rows(&bulk_client).await,
+        common::FIRST_NIGHT_REPORTS,
+    );
+    assert_eq!(
+        event_indexes(&bulk_client).await,
+        [
+            "events_customer_id_fired_at",
+            "events_load_id",
+            "events_pkey"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_bulk_load_that_died_before_its_end_is_finished_by_the_next_command() {
     let db = TestDatabase::new().await;
     let client = db.client().await;
-    let index_exists = || async {
-        client
-            .query_one(
-                "select to_regclass('elt.events_customer_id_fired_at') is not null",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get::<_, bool>(0)
-    };
-    // A first load into an empty table builds the index once, at its end.
     db.run_expecting(
         0,
         &[
@@ -588,14 +658,36 @@ async fn the_refresh_index_exists_after_a_bulk_load_and_comes_back_if_lost() {
             &fixture("first_night.jsonl"),
         ],
     );
-    assert!(index_exists().await);
-    // As if a bulk load had died before rebuilding it: the next run puts it back.
+    let (events, ledger) = events_and_ledger(&client).await;
+    // As if a bulk load had died after committing its batches: no indexes, and a later
+    // occurrence of an event still in the table and counted as loaded.
     client
-        .batch_execute("drop index elt.events_customer_id_fired_at")
+        .batch_execute(
+            "alter table elt.events drop constraint events_pkey;
+             drop index elt.events_customer_id_fired_at;
+             drop index elt.events_load_id;
+             insert into elt.events (event_id, event_type, customer_id, user_id, fired_at, load_id, line_number)
+             select event_id, event_type, customer_id + 1, user_id, fired_at, load_id, line_number + 1000
+             from elt.events order by load_id, line_number limit 1;
+             update elt.loads set loaded = loaded + 1, duplicates = duplicates - 1;",
+        )
         .await
         .unwrap();
+    assert!(event_indexes(&client).await.is_empty());
+
+    db.run_expecting(0, &["refresh"]);
+    assert_eq!(events_and_ledger(&client).await, (events, ledger));
+    assert_eq!(
+        event_indexes(&client).await,
+        [
+            "events_customer_id_fired_at",
+            "events_load_id",
+            "events_pkey"
+        ]
+    );
+    // Finished means finished: the next command has nothing to do, and loads merge again.
     db.run_expecting(0, &["run", &fixture("second_night.jsonl")]);
-    assert!(index_exists().await);
+    assert_rows_eq(&report_rows(&client).await, &common::second_night_reports());
 }
 
 #[tokio::test]

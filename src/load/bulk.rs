@@ -1,0 +1,178 @@
+//! The bulk first load: into an empty events table, rows are copied straight into
+//! `elt.events` without its indexes, and the indexes are built once at the end.
+//!
+//! Maintaining a primary key on random event ids row by row costs several times the COPY itself
+//! once the index outgrows shared buffers; sorting once at the end does not. Without the key
+//! during the load, duplicates land in the table too: [`finish`] removes every later
+//! occurrence (the first in load order stays, as in the merge), moves them to the ledger's
+//! duplicate counts, and only then builds the key — in one transaction, so an interrupted
+//! finish leaves the table as it was and the next command (or run) finishes it.
+//!
+//! A missing primary key is the durable marker of an unfinished bulk load: while it is missing,
+//! only the run that holds the run lock writes to the table.
+
+use anyhow::{Context, Result};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::Client;
+
+/// Whether a load may take the bulk path: the events table is empty, no report relation exists
+/// yet (nothing to queue as stale), no input is a stream (its batches are refreshed as they
+/// come), no forced reload (its rejects are compared with earlier ones in staging), and the
+/// session may drop and build the table's indexes (the table's owner).
+pub async fn is_possible(client: &Client) -> Result<bool> {
+    Ok(client
+        .query_one(
+            "select not exists (select 1 from elt.events)
+                 and not exists (select 1 from elt.managed_relations)
+                 and pg_catalog.pg_has_role(current_user, relowner, 'MEMBER')
+             from pg_catalog.pg_class where oid = 'elt.events'::regclass",
+            &[],
+        )
+        .await?
+        .get(0))
+}
+
+/// Drops the events table's indexes (in one transaction) before a bulk load.
+pub async fn begin(client: &mut Client) -> Result<()> {
+    let transaction = client.transaction().await?;
+    for statement in [
+        "alter table elt.events drop constraint if exists events_pkey",
+        "drop index if exists elt.events_customer_id_fired_at",
+        "drop index if exists elt.events_load_id",
+    ] {
+        transaction
+            .batch_execute(statement)
+            .await
+            .context("cannot drop the events table's indexes for a bulk load")?;
+    }
+    transaction.commit().await?;
+    Ok(())
+}
+
+/// The primary key's index, built before it becomes the constraint.
+const CREATE_PRIMARY_KEY_INDEX: &str =
+    "create unique index events_pkey on elt.events (event_id, event_type)";
+
+/// Removes all but the first occurrence (in load order) of each (event_id, event_type) and moves
+/// the removed rows from the ledger's `loaded` to its `duplicates`.
+const REMOVE_LATER_OCCURRENCES: &str = "
+with occurrences as (
+    select
+        ctid as row_id,
+        row_number() over (
+            partition by event_id, event_type order by load_id, line_number
+        ) as occurrence
+    from elt.events
+),
+removed as (
+    delete from elt.events
+    using occurrences
+    where events.ctid = occurrences.row_id
+        and occurrences.occurrence > 1
+    returning events.load_id
+),
+removed_per_load as (
+    select load_id, count(*) as duplicates
+    from removed
+    group by load_id
+),
+counted as (
+    update elt.loads
+    set loaded = loads.loaded - removed_per_load.duplicates,
+        duplicates = loads.duplicates + removed_per_load.duplicates
+    from removed_per_load
+    where loads.load_id = removed_per_load.load_id
+    returning removed_per_load.duplicates
+)
+select coalesce(sum(duplicates), 0)::bigint from counted";
+
+/// The secondary indexes of `elt.events` by name (the same definitions as in the migrations).
+const SECONDARY_INDEXES: [(&str, &str); 2] = [
+    // Serves the incremental refresh (see migrations/V1__initial_schema.sql).
+    (
+        "elt.events_customer_id_fired_at",
+        "create index events_customer_id_fired_at \
+         on elt.events (customer_id, fired_at) include (user_id, event_type)",
+    ),
+    // Serves `unload --load-id`.
+    (
+        "elt.events_load_id",
+        "create index events_load_id on elt.events using brin (load_id)",
+    ),
+];
+
+/// What [`finish`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Finished {
+    /// Whether the primary key had to be built (a bulk load was unfinished).
+    pub built_primary_key: bool,
+    /// Later occurrences removed before the key could be built.
+    pub removed_duplicates: u64,
+}
+
+/// Makes sure the events table has its primary key and the indexes incremental runs need,
+/// finishing a bulk load (its own, or one that died) when the key is missing. Idempotent.
+pub async fn finish(client: &mut Client) -> Result<Finished> {
+    let has_primary_key: bool = client
+        .query_one(
+            "select exists (select 1 from pg_catalog.pg_constraint
+                            where conrelid = 'elt.events'::regclass and contype = 'p')",
+            &[],
+        )
+        .await?
+        .get(0);
+    let mut finished = Finished::default();
+    if !has_primary_key {
+        finished = build_primary_key(client)
+            .await
+            .context("cannot build the events table's primary key (the table's owner can)")?;
+    }
+    // Only a missing index is created: creating one needs the table's owner, and the
+    // least-privilege roles run this too.
+    for (name, statement) in SECONDARY_INDEXES {
+        let missing: bool = client
+            .query_one("select to_regclass($1) is null", &[&name])
+            .await?
+            .get(0);
+        if missing {
+            client
+                .batch_execute(statement)
+                .await
+                .context("cannot create the events table's indexes (the table's owner can)")?;
+        }
+    }
+    Ok(finished)
+}
+
+/// Builds the primary key, first removing later occurrences if there are any. Most logs have
+/// none, so the unique index is tried first: one sort when the data is clean, and a failed sort
+/// plus the removal plus a second sort when it is not.
+async fn build_primary_key(client: &mut Client) -> Result<Finished> {
+    let mut transaction = client.transaction().await?;
+    let mut removed_duplicates = 0;
+    let attempt = transaction.savepoint("clean").await?;
+    match attempt.batch_execute(CREATE_PRIMARY_KEY_INDEX).await {
+        Ok(()) => attempt.commit().await?,
+        Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            attempt.rollback().await?;
+            let removed: i64 = transaction
+                .query_one(REMOVE_LATER_OCCURRENCES, &[])
+                .await
+                .context("cannot remove the duplicates of the bulk load")?
+                .get(0);
+            removed_duplicates = removed as u64;
+            transaction.batch_execute(CREATE_PRIMARY_KEY_INDEX).await?;
+        }
+        Err(error) => return Err(error.into()),
+    }
+    transaction
+        .batch_execute(
+            "alter table elt.events add constraint events_pkey primary key using index events_pkey",
+        )
+        .await?;
+    transaction.commit().await?;
+    Ok(Finished {
+        built_primary_key: true,
+        removed_duplicates,
+    })
+}
