@@ -632,16 +632,10 @@ fn model_statements(model: &Model, rebuild: bool) -> Vec<String> {
             statements.push(format!("insert into {relation}\n{sql}"));
         }
         (Materialization::Incremental, true) => {
-            statements.push(
-                "create or replace temporary view stale_ranges as select * from elt_all_ranges"
-                    .into(),
-            );
+            statements.extend(FULL_REFRESH_SCOPE.iter().map(|s| s.to_string()));
             statements.push(format!("create table {relation} as\n{sql}"));
             unique_index(&mut statements);
-            statements.push(
-                "create or replace temporary view stale_ranges as select * from elt_queued_ranges"
-                    .into(),
-            );
+            statements.extend(INCREMENTAL_REFRESH_SCOPE.iter().map(|s| s.to_string()));
         }
         (Materialization::Incremental, false) => {
             statements.push(format!(
@@ -670,9 +664,23 @@ fn model_statements(model: &Model, rebuild: bool) -> Vec<String> {
     statements
 }
 
+/// What an incremental model reads while it is built whole: every range, in full-refresh mode.
+const FULL_REFRESH_SCOPE: [&str; 2] = [
+    "create or replace temporary view stale_ranges as select * from elt_all_ranges",
+    "create or replace temporary view refresh_mode as select true as is_full_refresh",
+];
+
+/// What an incremental model reads while it is refreshed: the claimed stale ranges.
+const INCREMENTAL_REFRESH_SCOPE: [&str; 2] = [
+    "create or replace temporary view stale_ranges as select * from elt_queued_ranges",
+    "create or replace temporary view refresh_mode as select false as is_full_refresh",
+];
+
 /// Prepares the stale key ranges of this refresh: claims the durable queue (restored if the
-/// refresh rolls back) and defines `stale_ranges (customer_id, starts_at, ends_at)`.
-const PREPARE_STALE_RANGES: [&str; 5] = [
+/// refresh rolls back) and defines `stale_ranges (customer_id, starts_at, ends_at)` and
+/// `refresh_mode (is_full_refresh)` (a constant, so that PostgreSQL plans only the branch of a
+/// model that applies).
+const PREPARE_STALE_RANGES: [&str; 6] = [
     "create temporary table elt_queued_ranges on commit drop as
 with claimed as (
     delete from elt.stale_keys returning customer_id, hour
@@ -684,7 +692,8 @@ from claimed",
 select customer_id, '-infinity'::timestamptz as starts_at, 'infinity'::timestamptz as ends_at
 from (select distinct customer_id from elt.events) as customers",
     "analyze elt_all_ranges",
-    "create or replace temporary view stale_ranges as select * from elt_queued_ranges",
+    INCREMENTAL_REFRESH_SCOPE[0],
+    INCREMENTAL_REFRESH_SCOPE[1],
 ];
 
 /// Builds what changed and refreshes the rest for the stale keys, in one transaction.
@@ -1165,8 +1174,10 @@ mod tests {
                 "staging/base.sql (new): create view \"staging\".\"base\" as",
                 "intermediate/hourly.sql (new): create schema if not exists",
                 "intermediate/hourly.sql (new): create or replace temporary view",
+                "intermediate/hourly.sql (new): create or replace temporary view",
                 "intermediate/hourly.sql (new): create table \"intermediate\".\"hourly\" as",
                 "intermediate/hourly.sql (new): create unique index \"intermediate_hourly_unique_key\" on",
+                "intermediate/hourly.sql (new): create or replace temporary view",
                 "intermediate/hourly.sql (new): create or replace temporary view",
                 "reports/daily.sql (new): create schema if not exists",
                 "reports/daily.sql (new): create table \"reports\".\"daily\" as",
@@ -1226,8 +1237,10 @@ mod tests {
                 "reports/plain.sql (refresh): refresh materialized view \"reports\".\"plain\"",
                 "intermediate/hourly.sql (changed): create schema if not exists",
                 "intermediate/hourly.sql (changed): create or replace temporary view",
+                "intermediate/hourly.sql (changed): create or replace temporary view",
                 "intermediate/hourly.sql (changed): create table \"intermediate\".\"hourly\" as",
                 "intermediate/hourly.sql (changed): create unique index \"intermediate_hourly_unique_key\" on",
+                "intermediate/hourly.sql (changed): create or replace temporary view",
                 "intermediate/hourly.sql (changed): create or replace temporary view",
                 "reports/daily.sql (depends on intermediate.hourly): create schema if not exists",
                 "reports/daily.sql (depends on intermediate.hourly): create table \"reports\".\"daily\" as",
