@@ -565,12 +565,16 @@ async fn a_live_stream_commits_and_refreshes_while_standard_input_stays_open() {
     );
 }
 
-/// The events table's indexes, by name.
+/// The indexes and constraints of the events and rejects tables, by name.
 async fn event_indexes(client: &tokio_postgres::Client) -> Vec<String> {
     client
         .query(
             "select indexname::text from pg_indexes
-             where schemaname = 'elt' and tablename = 'events' order by 1",
+             where schemaname = 'elt' and tablename in ('events', 'rejects')
+             union
+             select conname::text from pg_constraint
+             where conrelid in ('elt.events'::regclass, 'elt.rejects'::regclass)
+             order by 1",
             &[],
         )
         .await
@@ -640,7 +644,10 @@ async fn a_bulk_first_load_keeps_first_occurrences_and_counts_like_the_merge() {
         [
             "events_customer_id_fired_at",
             "events_load_id",
-            "events_pkey"
+            "events_pkey",
+            "rejects_load_id_fkey",
+            "rejects_pkey",
+            "rejects_reason"
         ]
     );
 }
@@ -666,6 +673,9 @@ async fn a_bulk_load_that_died_before_its_end_is_finished_by_the_next_command() 
             "alter table elt.events drop constraint events_pkey;
              drop index elt.events_customer_id_fired_at;
              drop index elt.events_load_id;
+             alter table elt.rejects drop constraint rejects_load_id_fkey;
+             alter table elt.rejects drop constraint rejects_pkey;
+             drop index elt.rejects_reason;
              insert into elt.events (event_id, event_type, customer_id, user_id, fired_at, load_id, line_number)
              select event_id, event_type, customer_id + 1, user_id, fired_at, load_id, line_number + 1000
              from elt.events order by load_id, line_number limit 1;
@@ -682,7 +692,10 @@ async fn a_bulk_load_that_died_before_its_end_is_finished_by_the_next_command() 
         [
             "events_customer_id_fired_at",
             "events_load_id",
-            "events_pkey"
+            "events_pkey",
+            "rejects_load_id_fkey",
+            "rejects_pkey",
+            "rejects_reason"
         ]
     );
     // Finished means finished: the next command has nothing to do, and loads merge again.

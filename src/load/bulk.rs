@@ -8,6 +8,10 @@
 //! duplicate counts, and only then builds the key — in one transaction, so an interrupted
 //! finish leaves the table as it was and the next command (or run) finishes it.
 //!
+//! Rejected lines go straight into `elt.rejects`, whose primary key, reason index and foreign
+//! key to the ledger are dropped for the load too (the foreign key's check per row cost more
+//! than the COPY itself) and put back — the foreign key validated in one join — at the end.
+//!
 //! A missing primary key is the durable marker of an unfinished bulk load: while it is missing,
 //! only the run that holds the run lock writes to the table.
 
@@ -24,21 +28,25 @@ pub async fn is_possible(client: &Client) -> Result<bool> {
         .query_one(
             "select not exists (select 1 from elt.events)
                  and not exists (select 1 from elt.managed_relations)
-                 and pg_catalog.pg_has_role(current_user, relowner, 'MEMBER')
-             from pg_catalog.pg_class where oid = 'elt.events'::regclass",
+                 and bool_and(pg_catalog.pg_has_role(current_user, relowner, 'MEMBER'))
+             from pg_catalog.pg_class
+             where oid in ('elt.events'::regclass, 'elt.rejects'::regclass)",
             &[],
         )
         .await?
         .get(0))
 }
 
-/// Drops the events table's indexes (in one transaction) before a bulk load.
+/// Drops the indexes of the events and rejects tables (in one transaction) before a bulk load.
 pub async fn begin(client: &mut Client) -> Result<()> {
     let transaction = client.transaction().await?;
     for statement in [
         "alter table elt.events drop constraint if exists events_pkey",
         "drop index if exists elt.events_customer_id_fired_at",
         "drop index if exists elt.events_load_id",
+        "alter table elt.rejects drop constraint if exists rejects_load_id_fkey",
+        "alter table elt.rejects drop constraint if exists rejects_pkey",
+        "drop index if exists elt.rejects_reason",
     ] {
         transaction
             .batch_execute(statement)
@@ -86,8 +94,9 @@ counted as (
 )
 select coalesce(sum(duplicates), 0)::bigint from counted";
 
-/// The secondary indexes of `elt.events` by name (the same definitions as in the migrations).
-const SECONDARY_INDEXES: [(&str, &str); 2] = [
+/// The other indexes and constraints a bulk load drops, by name (the same definitions as in the
+/// migrations), in the order they are put back.
+const SECONDARY_INDEXES: [(&str, &str); 5] = [
     // Serves the incremental refresh (see migrations/V1__initial_schema.sql).
     (
         "elt.events_customer_id_fired_at",
@@ -98,6 +107,19 @@ const SECONDARY_INDEXES: [(&str, &str); 2] = [
     (
         "elt.events_load_id",
         "create index events_load_id on elt.events using brin (load_id)",
+    ),
+    (
+        "elt.rejects_pkey",
+        "alter table elt.rejects add constraint rejects_pkey primary key (load_id, line_number)",
+    ),
+    (
+        "elt.rejects_reason",
+        "create index rejects_reason on elt.rejects (reason)",
+    ),
+    (
+        "elt.rejects_load_id_fkey",
+        "alter table elt.rejects add constraint rejects_load_id_fkey \
+         foreign key (load_id) references elt.loads (load_id)",
     ),
 ];
 
@@ -127,11 +149,17 @@ pub async fn finish(client: &mut Client) -> Result<Finished> {
             .await
             .context("cannot build the events table's primary key (the table's owner can)")?;
     }
-    // Only a missing index is created: creating one needs the table's owner, and the
+    // Only what is missing is created: creating needs the table's owner, and the
     // least-privilege roles run this too.
     for (name, statement) in SECONDARY_INDEXES {
         let missing: bool = client
-            .query_one("select to_regclass($1) is null", &[&name])
+            .query_one(
+                "select to_regclass($1) is null
+                     and not exists (select 1 from pg_catalog.pg_constraint
+                                     where connamespace = 'elt'::regnamespace
+                                         and format('elt.%s', conname) = $1)",
+                &[&name],
+            )
             .await?
             .get(0);
         if missing {
