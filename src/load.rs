@@ -260,33 +260,39 @@ pub async fn load_files(
         progress,
     };
     let loaded = load_each_file(client, &shared, paths, stream_views).await;
-    if bulk {
+    let finished = if bulk {
+        let started = Instant::now();
         let finished = bulk::finish(client).await;
         match (&loaded, finished) {
             (Ok(_), Err(error)) => return Err(error),
             // The load's own error says what went wrong; the next command finishes the load.
             (Err(_), Err(error)) => {
-                tracing::debug!("cannot finish the bulk load now: {error:#}")
+                tracing::debug!("cannot finish the bulk load now: {error:#}");
+                None
             }
-            (_, Ok(finished)) => tracing::debug!(
-                "bulk load finished: {} later occurrence(s) removed",
-                finished.removed_duplicates
-            ),
+            (_, Ok(finished)) => {
+                tracing::debug!(
+                    "bulk load finished in {:.3} s: later occurrences removed per load: {:?}",
+                    started.elapsed().as_secs_f64(),
+                    finished.removed_duplicates
+                );
+                Some(finished)
+            }
         }
-    }
+    } else {
+        None
+    };
     let mut summaries = loaded?;
-    if bulk {
-        // Duplicates were counted when the bulk load finished: report the ledger's counts.
+    // The bulk load counted its duplicates only when it finished.
+    if let Some(finished) = finished {
         for summary in &mut summaries {
-            if let Some(load_id) = summary.load_id {
-                let row = client
-                    .query_one(
-                        "select loaded, duplicates from elt.loads where load_id = $1",
-                        &[&load_id],
-                    )
-                    .await?;
-                summary.counts.loaded = row.get::<_, i64>(0) as u64;
-                summary.counts.duplicates = row.get::<_, i64>(1) as u64;
+            let removed = summary
+                .load_id
+                .filter(|_| summary.status == "loaded")
+                .and_then(|load_id| finished.removed_duplicates.get(&load_id));
+            if let Some(&removed) = removed {
+                summary.counts.loaded -= removed;
+                summary.counts.duplicates += removed;
             }
         }
     }

@@ -604,40 +604,48 @@ async fn events_and_ledger(client: &tokio_postgres::Client) -> (Vec<String>, Vec
 #[tokio::test]
 async fn a_bulk_first_load_keeps_first_occurrences_and_counts_like_the_merge() {
     // Into an empty database the first load copies straight into elt.events and removes the
-    // duplicates at its end; a forced load takes the staged merge. Both must agree.
-    let args = |force: bool| {
-        let mut args = vec!["run", "--max-line-bytes", "2048", "--batch-lines", "5"];
-        if force {
-            args.push("--force");
-        }
-        args
+    // duplicates at its end; a forced load takes the staged merge. Both must agree — within a
+    // batch, across batches of 5 lines, and across the two files of one run.
+    let (first_night, second_night) = (fixture("first_night.jsonl"), fixture("second_night.jsonl"));
+    let run = |db: &TestDatabase, force: &[&str]| {
+        let args = [
+            &[
+                "run",
+                "--json",
+                "--max-line-bytes",
+                "2048",
+                "--batch-lines",
+                "5",
+            ],
+            force,
+            &[first_night.as_str(), second_night.as_str()],
+        ]
+        .concat();
+        stdout_json(&db.run_expecting(0, &args))
     };
-    let first_night = fixture("first_night.jsonl");
     let bulk = TestDatabase::new().await;
-    let mut bulk_args = args(false);
-    bulk_args.push(&first_night);
-    let bulk_summary = stdout_json(&bulk.run_expecting(0, &[&bulk_args[..], &["--json"]].concat()));
+    let bulk_summary = run(&bulk, &[]);
     let merged = TestDatabase::new().await;
-    let mut merged_args = args(true);
-    merged_args.push(&first_night);
-    let merged_summary =
-        stdout_json(&merged.run_expecting(0, &[&merged_args[..], &["--json"]].concat()));
+    let merged_summary = run(&merged, &["--force"]);
 
     let bulk_client = bulk.client().await;
     let merged_client = merged.client().await;
-    let (bulk_events, bulk_ledger) = events_and_ledger(&bulk_client).await;
     assert_eq!(
-        (bulk_events, bulk_ledger),
+        events_and_ledger(&bulk_client).await,
         events_and_ledger(&merged_client).await
     );
     assert_eq!(bulk_summary["totals"], merged_summary["totals"]);
+    assert_eq!(bulk_summary["files"], merged_summary["files"]);
     assert!(
-        bulk_summary["totals"]["duplicates"].as_u64().unwrap() > 0,
-        "the fixture has duplicates, across batches of 5 lines: {bulk_summary}"
+        bulk_summary["files"][1]["counts"]["duplicates"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "the second night repeats an event of the first: {bulk_summary}"
     );
     assert_rows_eq(
         &report_rows(&bulk_client).await,
-        common::FIRST_NIGHT_REPORTS,
+        &common::second_night_reports(),
     );
     assert_eq!(
         event_indexes(&bulk_client).await,

@@ -15,6 +15,8 @@
 //! A missing primary key is the durable marker of an unfinished bulk load: while it is missing,
 //! only the run that holds the run lock writes to the table.
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context, Result};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
@@ -61,8 +63,9 @@ pub async fn begin(client: &mut Client) -> Result<()> {
 const CREATE_PRIMARY_KEY_INDEX: &str =
     "create unique index events_pkey on elt.events (event_id, event_type)";
 
-/// Removes all but the first occurrence (in load order) of each (event_id, event_type) and moves
-/// the removed rows from the ledger's `loaded` to its `duplicates`.
+/// Removes all but the first occurrence (in load order) of each (event_id, event_type), moves
+/// the removed rows from the ledger's `loaded` to its `duplicates`, and returns how many it
+/// removed per load.
 const REMOVE_LATER_OCCURRENCES: &str = "
 with occurrences as (
     select
@@ -90,9 +93,9 @@ counted as (
         duplicates = loads.duplicates + removed_per_load.duplicates
     from removed_per_load
     where loads.load_id = removed_per_load.load_id
-    returning removed_per_load.duplicates
+    returning loads.load_id, removed_per_load.duplicates
 )
-select coalesce(sum(duplicates), 0)::bigint from counted";
+select load_id, duplicates from counted";
 
 /// The other indexes and constraints a bulk load drops, by name (the same definitions as in the
 /// migrations), in the order they are put back.
@@ -124,12 +127,12 @@ const SECONDARY_INDEXES: [(&str, &str); 5] = [
 ];
 
 /// What [`finish`] did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Finished {
     /// Whether the primary key had to be built (a bulk load was unfinished).
     pub built_primary_key: bool,
-    /// Later occurrences removed before the key could be built.
-    pub removed_duplicates: u64,
+    /// Later occurrences removed before the key could be built, per load.
+    pub removed_duplicates: BTreeMap<i64, u64>,
 }
 
 /// Makes sure the events table has its primary key and the indexes incremental runs need,
@@ -177,18 +180,19 @@ pub async fn finish(client: &mut Client) -> Result<Finished> {
 /// plus the removal plus a second sort when it is not.
 async fn build_primary_key(client: &mut Client) -> Result<Finished> {
     let mut transaction = client.transaction().await?;
-    let mut removed_duplicates = 0;
+    let mut removed_duplicates = BTreeMap::new();
     let attempt = transaction.savepoint("clean").await?;
     match attempt.batch_execute(CREATE_PRIMARY_KEY_INDEX).await {
         Ok(()) => attempt.commit().await?,
         Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
             attempt.rollback().await?;
-            let removed: i64 = transaction
-                .query_one(REMOVE_LATER_OCCURRENCES, &[])
+            removed_duplicates = transaction
+                .query(REMOVE_LATER_OCCURRENCES, &[])
                 .await
                 .context("cannot remove the duplicates of the bulk load")?
-                .get(0);
-            removed_duplicates = removed as u64;
+                .iter()
+                .map(|row| (row.get::<_, i64>(0), row.get::<_, i64>(1) as u64))
+                .collect();
             transaction.batch_execute(CREATE_PRIMARY_KEY_INDEX).await?;
         }
         Err(error) => return Err(error.into()),
