@@ -291,7 +291,7 @@ pub async fn load_files(
                 .filter(|_| summary.status == "loaded")
                 .and_then(|load_id| finished.removed_duplicates.get(&load_id));
             if let Some(&removed) = removed {
-                summary.counts.loaded -= removed;
+                summary.counts.loaded = summary.counts.loaded.saturating_sub(removed);
                 summary.counts.duplicates += removed;
             }
         }

@@ -661,6 +661,38 @@ async fn a_bulk_first_load_keeps_first_occurrences_and_counts_like_the_merge() {
 }
 
 #[tokio::test]
+async fn a_resumed_load_keeps_the_first_occurrence_in_load_order_not_in_load_id_order() {
+    // B was interrupted before it committed an event (load 1, `loading`); the next run loads A
+    // (load 2) and then resumes B. A's event came first: it must stay, whichever path loads.
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, customer: i64| {
+        let path = dir.path().join(name);
+        let line = event_line("x", customer, 7, "01/01/2022, 10:00:00", "ReferralPageLoad");
+        std::fs::write(&path, format!("{line}\n")).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (a, b) = (write("a.jsonl", 1), write("b.jsonl", 2));
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    db.run_expecting(0, &["load", &b]);
+    client
+        .batch_execute(
+            "delete from elt.events;
+             update elt.loads set status = 'loading', committed_offset = 0,
+                 committed_line_number = 0, lines = 0, loaded = 0, finished_at = null;",
+        )
+        .await
+        .unwrap();
+    let summary = stdout_json(&db.run_expecting(0, &["run", "--json", &a, &b]));
+    assert_eq!(summary["files"][1]["load_id"], 1, "B resumed: {summary}");
+    assert_eq!(
+        common::rows(&client, "select customer_id, load_id from elt.events").await,
+        ["1|2"]
+    );
+    assert_eq!(summary["totals"]["duplicates"], 1, "{summary}");
+}
+
+#[tokio::test]
 async fn a_bulk_load_that_died_before_its_end_is_finished_by_the_next_command() {
     let db = TestDatabase::new().await;
     let client = db.client().await;

@@ -23,13 +23,16 @@ use tokio_postgres::Client;
 
 /// Whether a load may take the bulk path: the events table is empty, no report relation exists
 /// yet (nothing to queue as stale), no input is a stream (its batches are refreshed as they
-/// come), no forced reload (its rejects are compared with earlier ones in staging), and the
-/// session may drop and build the table's indexes (the table's owner).
+/// come), no forced reload (its rejects are compared with earlier ones in staging), no
+/// interrupted load waits to be resumed (it keeps its earlier, smaller load id, so load ids
+/// would no longer follow the order [`finish`] keeps first occurrences in), and the session may
+/// drop and build the tables' indexes (their owner).
 pub async fn is_possible(client: &Client) -> Result<bool> {
     Ok(client
         .query_one(
             "select not exists (select 1 from elt.events)
                  and not exists (select 1 from elt.managed_relations)
+                 and not exists (select 1 from elt.loads where status in ('loading', 'failed'))
                  and bool_and(pg_catalog.pg_has_role(current_user, relowner, 'MEMBER'))
              from pg_catalog.pg_class
              where oid in ('elt.events'::regclass, 'elt.rejects'::regclass)",

@@ -36,8 +36,8 @@ all_events as not materialized (
 -- Incremental refresh: for each stale range, that customer's events in it — an index range
 -- scan per range, so a refresh reads the stale hours, not the history. (`offset 0` keeps
 -- PostgreSQL from turning the lateral subquery back into a join, which it may plan as a scan
--- of all events.)
-stale_range_events as not materialized (
+-- of all events; `materialized` reads the ranges once for both uses below.)
+stale_range_events as materialized (
     select events_in_range.*
     from stale_ranges
     cross join refresh_mode
