@@ -3,6 +3,8 @@
 //! One batch is one transaction: COPY of the batch's lines into `elt.staged_lines`, the merge of
 //! its rejects and first-seen events, the (customer, hour) keys it makes stale, and the ledger's
 //! progress. A reader thread parses and encodes while the database works on the previous chunk.
+//! Into an empty events table the batches copy straight into `elt.events` and `elt.rejects`
+//! instead, and the duplicates and indexes are dealt with once at the end (see [`bulk`]).
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -272,9 +274,8 @@ pub async fn load_files(
             }
             (_, Ok(finished)) => {
                 tracing::debug!(
-                    "bulk load finished in {:.3} s: later occurrences removed per load: {:?}",
-                    started.elapsed().as_secs_f64(),
-                    finished.removed_duplicates
+                    "bulk load finished in {:.3} s: later occurrences removed per load: {finished:?}",
+                    started.elapsed().as_secs_f64()
                 );
                 Some(finished)
             }
@@ -289,7 +290,7 @@ pub async fn load_files(
             let removed = summary
                 .load_id
                 .filter(|_| summary.status == "loaded")
-                .and_then(|load_id| finished.removed_duplicates.get(&load_id));
+                .and_then(|load_id| finished.get(&load_id));
             if let Some(&removed) = removed {
                 summary.counts.loaded = summary.counts.loaded.saturating_sub(removed);
                 summary.counts.duplicates += removed;
@@ -914,9 +915,10 @@ async fn copy_batch(
     Ok(batch)
 }
 
-async fn finish_copy(mut sink: Pin<Box<CopyInSink<Bytes>>>) -> Result<u64> {
+async fn finish_copy(mut sink: Pin<Box<CopyInSink<Bytes>>>) -> Result<()> {
     sink.send(Bytes::from_static(COPY_TRAILER)).await?;
-    Ok(sink.as_mut().finish().await?)
+    sink.as_mut().finish().await?;
+    Ok(())
 }
 
 /// Merges the staged batch: its rejects, its first-seen events, and (once reports exist) the

@@ -129,18 +129,10 @@ const SECONDARY_INDEXES: [(&str, &str); 5] = [
     ),
 ];
 
-/// What [`finish`] did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Finished {
-    /// Whether the primary key had to be built (a bulk load was unfinished).
-    pub built_primary_key: bool,
-    /// Later occurrences removed before the key could be built, per load.
-    pub removed_duplicates: BTreeMap<i64, u64>,
-}
-
 /// Makes sure the events table has its primary key and the indexes incremental runs need,
 /// finishing a bulk load (its own, or one that died) when the key is missing. Idempotent.
-pub async fn finish(client: &mut Client) -> Result<Finished> {
+/// Returns the later occurrences it removed, per load id (none when the key was there).
+pub async fn finish(client: &mut Client) -> Result<BTreeMap<i64, u64>> {
     let has_primary_key: bool = client
         .query_one(
             "select exists (select 1 from pg_catalog.pg_constraint
@@ -149,9 +141,9 @@ pub async fn finish(client: &mut Client) -> Result<Finished> {
         )
         .await?
         .get(0);
-    let mut finished = Finished::default();
+    let mut removed_duplicates = BTreeMap::new();
     if !has_primary_key {
-        finished = build_primary_key(client)
+        removed_duplicates = build_primary_key(client)
             .await
             .context("cannot build the events table's primary key (the table's owner can)")?;
     }
@@ -172,16 +164,16 @@ pub async fn finish(client: &mut Client) -> Result<Finished> {
             client
                 .batch_execute(statement)
                 .await
-                .context("cannot create the events table's indexes (the table's owner can)")?;
+                .with_context(|| format!("cannot create {name} (the table's owner can)"))?;
         }
     }
-    Ok(finished)
+    Ok(removed_duplicates)
 }
 
 /// Builds the primary key, first removing later occurrences if there are any. Most logs have
 /// none, so the unique index is tried first: one sort when the data is clean, and a failed sort
 /// plus the removal plus a second sort when it is not.
-async fn build_primary_key(client: &mut Client) -> Result<Finished> {
+async fn build_primary_key(client: &mut Client) -> Result<BTreeMap<i64, u64>> {
     let mut transaction = client.transaction().await?;
     let mut removed_duplicates = BTreeMap::new();
     let attempt = transaction.savepoint("clean").await?;
@@ -206,8 +198,5 @@ async fn build_primary_key(client: &mut Client) -> Result<Finished> {
         )
         .await?;
     transaction.commit().await?;
-    Ok(Finished {
-        built_primary_key: true,
-        removed_duplicates,
-    })
+    Ok(removed_duplicates)
 }
