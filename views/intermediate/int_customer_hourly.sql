@@ -59,25 +59,16 @@ stale_events as (
     select * from stale_range_events
 ),
 
--- Rule 2 is an index range scan per click, asked only of clicks that rule 1 did not relate.
-attributed_clicks as (
-    -- Full refresh: rule 1 for all clicks at once, in one hash join (a click has at most one
-    -- same-id page load: (event_id, event_type) is unique).
+-- Rule 1 for each stale click.
+clicks as (
+    -- Full refresh: all clicks at once, in one hash join (a click has at most one same-id page
+    -- load: (event_id, event_type) is unique).
     select
         clicks.customer_id,
         clicks.hour,
         clicks.user_id,
-        same_id_page_loads.event_id is not null
-        or exists (
-            select 1
-            from staging.stg_events as window_page_loads
-            where window_page_loads.customer_id = clicks.customer_id
-                and window_page_loads.fired_at
-                    >= clicks.fired_at - (select click_through_window from settings)
-                and window_page_loads.fired_at <= clicks.fired_at
-                and window_page_loads.user_id = clicks.user_id
-                and window_page_loads.event_type = 'ReferralPageLoad'
-        ) as is_related_click
+        clicks.fired_at,
+        same_id_page_loads.event_id is not null as has_same_id_page_load
     from all_events as clicks
     left join staging.stg_events as same_id_page_loads
         on same_id_page_loads.event_id = clicks.event_id
@@ -94,6 +85,7 @@ attributed_clicks as (
         clicks.customer_id,
         clicks.hour,
         clicks.user_id,
+        clicks.fired_at,
         exists (
             select 1
             from staging.stg_events as same_id_page_loads
@@ -102,7 +94,18 @@ attributed_clicks as (
                 and same_id_page_loads.customer_id = clicks.customer_id
                 and same_id_page_loads.user_id = clicks.user_id
                 and same_id_page_loads.fired_at <= clicks.fired_at
-        )
+        ) as has_same_id_page_load
+    from stale_range_events as clicks
+    where clicks.event_type = 'ReferralRecommendClick'
+),
+
+-- Rule 2, asked only of clicks that rule 1 did not relate: an index range scan per click.
+attributed_clicks as (
+    select
+        customer_id,
+        hour,
+        user_id,
+        has_same_id_page_load
         or exists (
             select 1
             from staging.stg_events as window_page_loads
@@ -113,8 +116,7 @@ attributed_clicks as (
                 and window_page_loads.user_id = clicks.user_id
                 and window_page_loads.event_type = 'ReferralPageLoad'
         ) as is_related_click
-    from stale_range_events as clicks
-    where clicks.event_type = 'ReferralRecommendClick'
+    from clicks
 ),
 
 -- Page loads and clicks per hour: a hash aggregate over every stale event.
