@@ -763,6 +763,11 @@ async fn load_file(
             let batch = copy_batch(&transaction, &mut receiver).await?;
             timer.last_line_number = batch.last_line_number;
             timer.step("copy");
+            if !batch_commit_waits_for_flush(is_stdin, batch.at_end_of_input) {
+                transaction
+                    .batch_execute("set local synchronous_commit = off")
+                    .await?;
+            }
             let new_events = match layout {
                 // Duplicates are counted when the bulk load finishes.
                 CopyLayout::Direct { .. } => batch.valid,
@@ -880,6 +885,16 @@ async fn load_file(
             (None, true) => None,
         },
     })
+}
+
+/// Whether a batch's commit waits until its WAL is on disk. A file's batches before its last
+/// one need not: if the server crashes, it loses at most the last few such commits — rows and
+/// ledger together, never a batch in the middle (WAL is replayed in order) — and the next run
+/// reads those lines again from the ledger's committed offset. The last batch's commit is
+/// synchronous and flushes every earlier one with it. Standard input cannot be read again, so
+/// every batch of a stream waits.
+fn batch_commit_waits_for_flush(is_stdin: bool, at_end_of_input: bool) -> bool {
+    is_stdin || at_end_of_input
 }
 
 /// Copies one batch's rows as the reader sends them, opening a COPY per target as the rows
@@ -1463,6 +1478,14 @@ mod tests {
             ip: Some("10.0.0.1".into()),
             email: None,
         }
+    }
+
+    #[test]
+    fn only_a_files_last_batch_and_every_stream_batch_wait_for_the_flush() {
+        assert!(!batch_commit_waits_for_flush(false, false));
+        assert!(batch_commit_waits_for_flush(false, true));
+        assert!(batch_commit_waits_for_flush(true, false));
+        assert!(batch_commit_waits_for_flush(true, true));
     }
 
     #[test]
