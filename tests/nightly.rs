@@ -584,6 +584,20 @@ async fn event_indexes(client: &tokio_postgres::Client) -> Vec<String> {
         .collect()
 }
 
+/// The definitions of the indexes and constraints of the events and rejects tables.
+async fn index_definitions(client: &tokio_postgres::Client) -> Vec<String> {
+    common::rows(
+        client,
+        "select format('%s: %s', indexname, indexdef) from pg_indexes
+         where schemaname = 'elt' and tablename in ('events', 'rejects')
+         union
+         select format('%s: %s', conname, pg_get_constraintdef(oid)) from pg_constraint
+         where conrelid in ('elt.events'::regclass, 'elt.rejects'::regclass)
+         order by 1",
+    )
+    .await
+}
+
 /// Every stored event with where it came from, and the ledger's counts, in a fixed order.
 async fn events_and_ledger(client: &tokio_postgres::Client) -> (Vec<String>, Vec<String>) {
     let events = common::rows(
@@ -650,13 +664,18 @@ async fn a_bulk_first_load_keeps_first_occurrences_and_counts_like_the_merge() {
     assert_eq!(
         event_indexes(&bulk_client).await,
         [
-            "events_customer_id_fired_at",
+            "events_customer_id_fired_at_user_id",
             "events_load_id",
             "events_pkey",
             "rejects_load_id_fkey",
             "rejects_pkey",
             "rejects_reason"
         ]
+    );
+    // The bulk load puts back exactly what the migrations created.
+    assert_eq!(
+        index_definitions(&bulk_client).await,
+        index_definitions(&merged_client).await
     );
 }
 
@@ -711,7 +730,7 @@ async fn a_bulk_load_that_died_before_its_end_is_finished_by_the_next_command() 
     client
         .batch_execute(
             "alter table elt.events drop constraint events_pkey;
-             drop index elt.events_customer_id_fired_at;
+             drop index elt.events_customer_id_fired_at_user_id;
              drop index elt.events_load_id;
              alter table elt.rejects drop constraint rejects_load_id_fkey;
              alter table elt.rejects drop constraint rejects_pkey;
@@ -730,7 +749,7 @@ async fn a_bulk_load_that_died_before_its_end_is_finished_by_the_next_command() 
     assert_eq!(
         event_indexes(&client).await,
         [
-            "events_customer_id_fired_at",
+            "events_customer_id_fired_at_user_id",
             "events_load_id",
             "events_pkey",
             "rejects_load_id_fkey",

@@ -47,7 +47,7 @@ pub async fn begin(client: &mut Client) -> Result<()> {
     let transaction = client.transaction().await?;
     for statement in [
         "alter table elt.events drop constraint if exists events_pkey",
-        "drop index if exists elt.events_customer_id_fired_at",
+        "drop index if exists elt.events_customer_id_fired_at_user_id",
         "drop index if exists elt.events_load_id",
         "alter table elt.rejects drop constraint if exists rejects_load_id_fkey",
         "alter table elt.rejects drop constraint if exists rejects_pkey",
@@ -103,11 +103,11 @@ select load_id, duplicates from counted";
 /// The other indexes and constraints a bulk load drops, by name (the same definitions as in the
 /// migrations), in the order they are put back.
 const SECONDARY_INDEXES: [(&str, &str); 5] = [
-    // Serves the incremental refresh (see migrations/V1__initial_schema.sql).
+    // Serves the incremental refresh (see migrations/V4__events_refresh_index_keyed_by_user.sql).
     (
-        "elt.events_customer_id_fired_at",
-        "create index events_customer_id_fired_at \
-         on elt.events (customer_id, fired_at) include (user_id, event_type)",
+        "elt.events_customer_id_fired_at_user_id",
+        "create index events_customer_id_fired_at_user_id \
+         on elt.events (customer_id, fired_at, user_id)",
     ),
     // Serves `unload --load-id`.
     (
