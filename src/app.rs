@@ -138,14 +138,14 @@ pub async fn execute(cli: &Cli, stdout: &mut dyn Write) -> Result<i32> {
     } else {
         None
     };
-    let mut client = open(cli).await?;
+    let (mut client, connection) = open_with_settings(cli).await?;
     if db::acquire_run_lock(&client, !global.no_wait).await? == LockOutcome::HeldByAnotherRun {
         return Err(LockHeld.into());
     }
     let step = Instant::now();
     db::migrate(&mut client).await?;
     // A bulk load that died left the events table without its indexes: finish it first.
-    crate::load::finish_bulk_load(&mut client).await?;
+    crate::load::finish_bulk_load(&mut client, &connection).await?;
     let migrate_seconds = step.elapsed().as_secs_f64();
     let pinned = settings::pin(&client, &requested_settings(settings_args), full_refresh).await?;
     let run_id = start_run(&client, command_name).await?;
@@ -160,6 +160,7 @@ pub async fn execute(cli: &Cli, stdout: &mut dyn Write) -> Result<i32> {
         unload: unload_id,
         views: views.as_ref(),
         full_refresh,
+        connection: &connection,
     };
     let outcome = run_steps(cli, &mut client, run_id, &steps, &pinned, &mut summary).await;
     summary.elapsed_seconds = started.elapsed().as_secs_f64();
@@ -197,6 +198,8 @@ struct Steps<'a> {
     unload: Option<i64>,
     views: Option<&'a ViewSet>,
     full_refresh: bool,
+    /// For the second session a bulk load builds its indexes with.
+    connection: &'a ConnectionSettings,
 }
 
 async fn run_steps(
@@ -237,16 +240,13 @@ async fn run_steps(
         };
         let step = Instant::now();
         let progress = progress_bar(cli);
-        let files = load::load_files(
-            client,
+        let run = load::LoadRun {
             run_id,
-            &args.files,
-            &pinned.settings,
-            &options,
-            views,
-            &progress,
-        )
-        .await;
+            progress: &progress,
+            connection: steps.connection,
+        };
+        let files =
+            load::load_files(client, &run, &args.files, &pinned.settings, &options, views).await;
         progress.finish_and_clear();
         for file in files? {
             summary.add_file(file);
@@ -333,10 +333,15 @@ fn requested_settings(args: &SettingsArgs) -> RequestedSettings {
 }
 
 async fn open(cli: &Cli) -> Result<Client> {
+    Ok(open_with_settings(cli).await?.0)
+}
+
+/// Connects, and keeps the settings for the commands that open a second session.
+async fn open_with_settings(cli: &Cli) -> Result<(Client, ConnectionSettings)> {
     let settings: ConnectionSettings =
         connection::resolve_from_process_env(cli.global.database_url.as_deref())?;
     tracing::debug!("connecting to {}", settings.display);
-    db::connect(&settings).await
+    Ok((db::connect(&settings).await?, settings))
 }
 
 async fn start_run(client: &Client, command: &str) -> Result<i64> {

@@ -23,6 +23,7 @@ mod bulk;
 
 pub use bulk::finish as finish_bulk_load;
 
+use crate::config::connection::ConnectionSettings;
 use crate::ingest::clean::{CleanEvent, Cleaner, LineOutcome};
 use crate::ingest::lines::LineReader;
 use crate::ingest::source;
@@ -229,18 +230,30 @@ enum ReaderMessage {
     Failed(anyhow::Error),
 }
 
+/// The run a load belongs to, where it shows progress, and how to reach its database again (a
+/// bulk load builds its indexes on a second session).
+pub struct LoadRun<'a> {
+    pub run_id: i64,
+    pub progress: &'a ProgressBar,
+    pub connection: &'a ConnectionSettings,
+}
+
 /// Loads the given files in order, returning what happened to each.
 /// With `stream_views`, a stream (standard input) refreshes those views after every committed
 /// batch, so the reports follow a live log; a failing refresh is logged and loading goes on.
 pub async fn load_files(
     client: &mut Client,
-    run_id: i64,
+    run: &LoadRun<'_>,
     paths: &[PathBuf],
     settings: &ReportSettings,
     options: &LoadOptions,
     stream_views: Option<&ViewSet>,
-    progress: &ProgressBar,
 ) -> Result<Vec<FileSummary>> {
+    let LoadRun {
+        run_id,
+        progress,
+        connection,
+    } = *run;
     let mut cleaner = Cleaner::new(settings.accepted_event_types.clone(), settings.zone());
     if options.personal_data.is_some() {
         cleaner = cleaner.capturing_personal_data();
@@ -264,7 +277,7 @@ pub async fn load_files(
     let loaded = load_each_file(client, &shared, paths, stream_views).await;
     let finished = if bulk {
         let started = Instant::now();
-        let finished = bulk::finish(client).await;
+        let finished = bulk::finish(client, connection).await;
         match (&loaded, finished) {
             (Ok(_), Err(error)) => return Err(error),
             // The load's own error says what went wrong; the next command finishes the load.

@@ -21,6 +21,8 @@ use anyhow::{Context, Result};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
+use crate::config::connection::ConnectionSettings;
+
 /// Whether a load may take the bulk path: the events table is empty, no report relation exists
 /// yet (nothing to queue as stale), no input is a stream (its batches are refreshed as they
 /// come), no forced reload (its rejects are compared with earlier ones in staging), no
@@ -132,7 +134,16 @@ const SECONDARY_INDEXES: [(&str, &str); 5] = [
 /// Makes sure the events table has its primary key and the indexes incremental runs need,
 /// finishing a bulk load (its own, or one that died) when the key is missing. Idempotent.
 /// Returns the later occurrences it removed, per load id (none when the key was there).
-pub async fn finish(client: &mut Client) -> Result<BTreeMap<i64, u64>> {
+///
+/// A missing key is built on this session while a second one (same settings) builds the other
+/// indexes: each build ends writing and syncing its index, a stretch where one core would idle,
+/// and the other build's sort fills it. (Their locks cannot deadlock: the second session runs
+/// each statement in its own transaction, and whichever waits, waits for one statement or for
+/// the key's commit.)
+pub async fn finish(
+    client: &mut Client,
+    connection: &ConnectionSettings,
+) -> Result<BTreeMap<i64, u64>> {
     let has_primary_key: bool = client
         .query_one(
             "select exists (select 1 from pg_catalog.pg_constraint
@@ -141,14 +152,26 @@ pub async fn finish(client: &mut Client) -> Result<BTreeMap<i64, u64>> {
         )
         .await?
         .get(0);
-    let mut removed_duplicates = BTreeMap::new();
-    if !has_primary_key {
-        removed_duplicates = build_primary_key(client)
-            .await
-            .context("cannot build the events table's primary key (the table's owner can)")?;
+    if has_primary_key {
+        create_missing_secondary_indexes(client).await?;
+        return Ok(BTreeMap::new());
     }
-    // Only what is missing is created: creating needs the table's owner, and the
-    // least-privilege roles run this too.
+    let second = crate::db::connect(connection)
+        .await
+        .context("cannot open a second session to build the events table's indexes")?;
+    let (primary_key, secondary_indexes) = tokio::join!(
+        build_primary_key(client),
+        create_missing_secondary_indexes(&second)
+    );
+    let removed_duplicates = primary_key
+        .context("cannot build the events table's primary key (the table's owner can)")?;
+    secondary_indexes?;
+    Ok(removed_duplicates)
+}
+
+/// Creates the secondary indexes and constraints that are missing. Only what is missing is
+/// created: creating needs the table's owner, and the least-privilege roles run this too.
+async fn create_missing_secondary_indexes(client: &Client) -> Result<()> {
     for (name, statement) in SECONDARY_INDEXES {
         let missing: bool = client
             .query_one(
@@ -167,7 +190,7 @@ pub async fn finish(client: &mut Client) -> Result<BTreeMap<i64, u64>> {
                 .with_context(|| format!("cannot create {name} (the table's owner can)"))?;
         }
     }
-    Ok(removed_duplicates)
+    Ok(())
 }
 
 /// Builds the primary key, first removing later occurrences if there are any. Most logs have
