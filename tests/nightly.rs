@@ -565,23 +565,16 @@ async fn a_live_stream_commits_and_refreshes_while_standard_input_stays_open() {
     );
 }
 
-/// The indexes and constraints of the events and rejects tables, by name.
+/// The indexes and constraints of the events and rejects tables, by name (a primary key is
+/// both an index and a constraint of one name).
 async fn event_indexes(client: &tokio_postgres::Client) -> Vec<String> {
-    client
-        .query(
-            "select indexname::text from pg_indexes
-             where schemaname = 'elt' and tablename in ('events', 'rejects')
-             union
-             select conname::text from pg_constraint
-             where conrelid in ('elt.events'::regclass, 'elt.rejects'::regclass)
-             order by 1",
-            &[],
-        )
+    let mut names: Vec<String> = index_definitions(client)
         .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect()
+        .into_iter()
+        .map(|definition| definition.split(": ").next().unwrap().to_owned())
+        .collect();
+    names.dedup();
+    names
 }
 
 /// The definitions of the indexes and constraints of the events and rejects tables.
@@ -592,8 +585,7 @@ async fn index_definitions(client: &tokio_postgres::Client) -> Vec<String> {
          where schemaname = 'elt' and tablename in ('events', 'rejects')
          union
          select format('%s: %s', conname, pg_get_constraintdef(oid)) from pg_constraint
-         where conrelid in ('elt.events'::regclass, 'elt.rejects'::regclass)
-         order by 1",
+         where conrelid in ('elt.events'::regclass, 'elt.rejects'::regclass)",
     )
     .await
 }
