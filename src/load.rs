@@ -25,6 +25,7 @@ pub use bulk::finish as finish_bulk_load;
 
 use crate::config::connection::ConnectionSettings;
 use crate::ingest::clean::{CleanEvent, Cleaner, LineOutcome};
+use crate::ingest::event_id::StoredEventId;
 use crate::ingest::lines::LineReader;
 use crate::ingest::source;
 use crate::ingest::stream::{Deadline, StreamReader};
@@ -47,10 +48,12 @@ const CHANNEL_CHUNKS: usize = 4;
 const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 const COPY_STAGED_LINES: &str =
-    "copy elt.staged_lines (line_number, event_id, event_type, customer_id, user_id, fired_at, \
+    "copy elt.staged_lines (line_number, event_id_uuid, event_id_text, event_type, customer_id, \
+     user_id, fired_at, \
      ip_hash, email_hash, reject_reason, reject_detail, raw_line, line_length) from stdin (format binary)";
-const COPY_EVENTS: &str = "copy elt.events (event_id, event_type, customer_id, user_id, fired_at, \
-     load_id, line_number, ip_hash, email_hash) from stdin (format binary)";
+const COPY_EVENTS: &str =
+    "copy elt.events (event_id_uuid, event_id_text, event_type, customer_id, \
+     user_id, fired_at, load_id, line_number, ip_hash, email_hash) from stdin (format binary)";
 const COPY_REJECTS: &str = "copy elt.rejects (load_id, line_number, reason, detail, raw_line, \
      line_length) from stdin (format binary)";
 
@@ -76,7 +79,8 @@ where staged.reject_reason is not null
 /// A session's scratch table for the events a batch added (or an unload removed).
 const CREATE_CHANGED_EVENTS: &str = "
 create temporary table if not exists changed_events (
-    event_id text collate \"C\" not null,
+    event_id_uuid uuid not null,
+    event_id_text text collate \"C\" not null,
     event_type text collate \"C\" not null,
     customer_id bigint not null,
     user_id bigint not null,
@@ -88,22 +92,24 @@ truncate changed_events;";
 /// runs the primary key (the event already there was loaded first).
 const MERGE_EVENTS: &str = "
 with first_occurrences as (
-    select distinct on (event_id, event_type)
-        event_id, event_type, customer_id, user_id, fired_at, line_number, ip_hash, email_hash
+    select distinct on (event_id_uuid, event_type, event_id_text)
+        event_id_uuid, event_id_text, event_type, customer_id, user_id, fired_at, line_number,
+        ip_hash, email_hash
     from elt.staged_lines
     where reject_reason is null
-    order by event_id, event_type, line_number
+    order by event_id_uuid, event_type, event_id_text, line_number
 ),
 inserted as (
-    insert into elt.events
-        (event_id, event_type, customer_id, user_id, fired_at, load_id, line_number, ip_hash, email_hash)
-    select event_id, event_type, customer_id, user_id, fired_at, $1, line_number, ip_hash, email_hash
+    insert into elt.events (event_id_uuid, event_id_text, event_type, customer_id, user_id,
+        fired_at, load_id, line_number, ip_hash, email_hash)
+    select event_id_uuid, event_id_text, event_type, customer_id, user_id, fired_at, $1,
+        line_number, ip_hash, email_hash
     from first_occurrences
-    on conflict (event_id, event_type) do nothing
-    returning event_id, event_type, customer_id, user_id, fired_at
+    on conflict (event_id_uuid, event_type, event_id_text) do nothing
+    returning event_id_uuid, event_id_text, event_type, customer_id, user_id, fired_at
 )
-insert into changed_events (event_id, event_type, customer_id, user_id, fired_at)
-select event_id, event_type, customer_id, user_id, fired_at from inserted";
+insert into changed_events (event_id_uuid, event_id_text, event_type, customer_id, user_id, fired_at)
+select event_id_uuid, event_id_text, event_type, customer_id, user_id, fired_at from inserted";
 
 /// Queues the report keys that `changed_events` makes stale: the keys of the changed events,
 /// and the hours of clicks (loaded earlier) that a changed page load relates — by the same event id, or inside
@@ -120,7 +126,8 @@ earliest_new_page_loads as (
     group by customer_id
 ),
 later_clicks as (
-    select clicks.event_id, clicks.customer_id, clicks.user_id, clicks.fired_at
+    select clicks.event_id_uuid, clicks.event_id_text, clicks.customer_id, clicks.user_id,
+        clicks.fired_at
     from earliest_new_page_loads
     inner join elt.events as clicks
         on clicks.customer_id = earliest_new_page_loads.customer_id
@@ -138,7 +145,8 @@ neighbour_clicks as (
         on new_page_loads.customer_id = later_clicks.customer_id
         and new_page_loads.user_id = later_clicks.user_id
         and new_page_loads.fired_at <= later_clicks.fired_at
-    where new_page_loads.event_id = later_clicks.event_id
+    where (new_page_loads.event_id_uuid = later_clicks.event_id_uuid
+            and new_page_loads.event_id_text = later_clicks.event_id_text)
         or later_clicks.fired_at <= new_page_loads.fired_at + (select click_through_window from settings)
 ),
 stale_keys as (
@@ -1088,7 +1096,7 @@ impl RowEncoder {
                 let buffer = &mut self.rows;
                 buffer.put_i16(STAGED_COLUMNS);
                 put_i64(buffer, line_number as i64);
-                for _ in 0..7 {
+                for _ in 0..8 {
                     put_null(buffer);
                 }
                 put_reject_fields(buffer, reason, detail, raw, length);
@@ -1235,8 +1243,8 @@ const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 /// Binary COPY's file trailer: a field count of -1.
 const COPY_TRAILER: &[u8] = &[0xff, 0xff];
 
-const STAGED_COLUMNS: i16 = 12;
-const EVENT_COLUMNS: i16 = 9;
+const STAGED_COLUMNS: i16 = 13;
+const EVENT_COLUMNS: i16 = 10;
 const REJECT_COLUMNS: i16 = 6;
 
 fn put_i64(buffer: &mut BytesMut, value: i64) {
@@ -1253,9 +1261,11 @@ fn put_null(buffer: &mut BytesMut) {
     buffer.put_i32(-1);
 }
 
-/// event_id, event_type, customer_id, user_id, fired_at
+/// event_id_uuid, event_id_text, event_type, customer_id, user_id, fired_at
 fn put_event_fields(buffer: &mut BytesMut, event: &CleanEvent<'_>, event_type: &str) {
-    put_bytes(buffer, event.event_id.as_bytes());
+    let event_id = StoredEventId::of(&event.event_id);
+    put_bytes(buffer, &event_id.uuid);
+    put_bytes(buffer, event_id.text.as_bytes());
     put_bytes(buffer, event_type.as_bytes());
     put_i64(buffer, event.customer_id);
     put_i64(buffer, event.user_id);
@@ -1295,10 +1305,10 @@ const UNLOAD_EVENTS: &str = "
 with removed as (
     delete from elt.events
     where load_id = $1
-    returning event_id, event_type, customer_id, user_id, fired_at
+    returning event_id_uuid, event_id_text, event_type, customer_id, user_id, fired_at
 )
-insert into changed_events (event_id, event_type, customer_id, user_id, fired_at)
-select event_id, event_type, customer_id, user_id, fired_at from removed";
+insert into changed_events (event_id_uuid, event_id_text, event_type, customer_id, user_id, fired_at)
+select event_id_uuid, event_id_text, event_type, customer_id, user_id, fired_at from removed";
 
 /// What `unload` removed.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -1548,9 +1558,25 @@ mod tests {
         encoder.event(7, &sample_event(), "ReferralPageLoad", None);
         let buffer = encoder.rows.split();
         assert_eq!(i16::from_be_bytes([buffer[0], buffer[1]]), EVENT_COLUMNS);
-        // event_id "id", then event_type
-        assert_eq!(&buffer[2..6], &2i32.to_be_bytes());
-        assert_eq!(&buffer[6..8], b"id");
+        // event_id "id" is not a uuid: the nil uuid, then the text "id"
+        assert_eq!(&buffer[2..6], &16i32.to_be_bytes());
+        assert_eq!(&buffer[6..22], &[0; 16]);
+        assert_eq!(&buffer[22..26], &2i32.to_be_bytes());
+        assert_eq!(&buffer[26..28], b"id");
+        // a canonical uuid id: its 16 bytes, then an empty text
+        let uuid_event = CleanEvent {
+            event_id: "cc8dac61-f9d0-4bcb-a9aa-602456ee20d4".into(),
+            ..sample_event()
+        };
+        encoder.event(7, &uuid_event, "ReferralPageLoad", None);
+        let buffer = encoder.rows.split();
+        assert_eq!(&buffer[2..6], &16i32.to_be_bytes());
+        assert_eq!(
+            &buffer[6..22],
+            b"\xcc\x8d\xac\x61\xf9\xd0\x4b\xcb\xa9\xaa\x60\x24\x56\xee\x20\xd4"
+        );
+        assert_eq!(&buffer[22..26], &0i32.to_be_bytes());
+        assert_eq!(&buffer[26..30], &16i32.to_be_bytes(), "event_type follows");
         // ... load_id 42 and line_number 7 follow fired_at; both hashes NULL at the end
         let tail = &buffer[buffer.len() - 8 - 24..];
         assert_eq!(&tail[..4], &8i32.to_be_bytes());

@@ -650,8 +650,8 @@ async fn every_hostile_line_gets_its_outcome_and_its_neighbours_load() {
     common::assert_rows_eq(
         &common::rows(
             &client,
-            "select event_id, to_char(fired_at, 'YYYY-MM-DD HH24:MI:SS.US') from elt.events
-             where event_id in ('offset-plus', 'offset-minus', 'fraction')",
+            "select elt.event_id(event_id_uuid, event_id_text), to_char(fired_at, 'YYYY-MM-DD HH24:MI:SS.US') from elt.events
+             where elt.event_id(event_id_uuid, event_id_text) in ('offset-plus', 'offset-minus', 'fraction')",
         )
         .await,
         &[
@@ -734,7 +734,11 @@ async fn file_level_quirks_keep_every_line() {
     );
     let client = db.client().await;
     common::assert_rows_eq(
-        &common::rows(&client, "select event_id, line_number from elt.events").await,
+        &common::rows(
+            &client,
+            "select elt.event_id(event_id_uuid, event_id_text), line_number from elt.events",
+        )
+        .await,
         &["bom-1|1", "bom-2|2", "bom-3|6", "bom-4|7"],
     );
 }
@@ -781,7 +785,11 @@ async fn a_five_megabyte_line_is_rejected_and_the_next_line_loads() {
         "the full length is recorded"
     );
     common::assert_rows_eq(
-        &common::rows(&client, "select event_id, line_number from elt.events").await,
+        &common::rows(
+            &client,
+            "select elt.event_id(event_id_uuid, event_id_text), line_number from elt.events",
+        )
+        .await,
         &["before|1", "after|3"],
     );
 }
@@ -887,7 +895,11 @@ async fn a_directory_or_unreadable_path_is_an_error_naming_it() {
     }
     let client = db.client().await;
     common::assert_rows_eq(
-        &common::rows(&client, "select event_id from elt.events").await,
+        &common::rows(
+            &client,
+            "select elt.event_id(event_id_uuid, event_id_text) from elt.events",
+        )
+        .await,
         &["first"],
     );
     // `check` (no database) says the same.

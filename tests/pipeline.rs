@@ -77,7 +77,7 @@ async fn first_night_gives_every_line_one_outcome_and_the_expected_reports() {
     let b2 = common::rows(
         &client,
         "select user_id, to_char(fired_at at time zone 'UTC', 'HH24:MI'), line_number from elt.events
-         where event_id = 'b2' and event_type = 'ReferralRecommendClick'",
+         where elt.event_id(event_id_uuid, event_id_text) = 'b2' and event_type = 'ReferralRecommendClick'",
     )
     .await;
     assert_eq!(b2, ["11|01:14|4"]);

@@ -197,7 +197,9 @@ async fn each_role_does_its_job_and_no_more() {
     assert_denied(
         &transform,
         who,
-        "insert into elt.events values ('x', 'FaqClick', 1, 1, now(), 1, 1)",
+        "insert into elt.events (event_id_uuid, event_id_text, event_type, customer_id, user_id,
+             fired_at, load_id, line_number)
+         values ('00000000-0000-0000-0000-000000000000', 'x', 'FaqClick', 1, 1, now(), 1, 1)",
     )
     .await;
     assert_denied(&transform, who, "update elt.loads set status = 'failed'").await;

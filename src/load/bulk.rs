@@ -66,9 +66,9 @@ pub async fn begin(client: &mut Client) -> Result<()> {
 
 /// The primary key's index, built before it becomes the constraint.
 const CREATE_PRIMARY_KEY_INDEX: &str =
-    "create unique index events_pkey on elt.events (event_id, event_type)";
+    "create unique index events_pkey on elt.events (event_id_uuid, event_type, event_id_text)";
 
-/// Removes all but the first occurrence (in load order) of each (event_id, event_type), moves
+/// Removes all but the first occurrence (in load order) of each event id and type, moves
 /// the removed rows from the ledger's `loaded` to its `duplicates`, and returns how many it
 /// removed per load.
 const REMOVE_LATER_OCCURRENCES: &str = "
@@ -76,7 +76,7 @@ with occurrences as (
     select
         ctid as row_id,
         row_number() over (
-            partition by event_id, event_type order by load_id, line_number
+            partition by event_id_uuid, event_type, event_id_text order by load_id, line_number
         ) as occurrence
     from elt.events
 ),

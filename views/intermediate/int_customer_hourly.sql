@@ -14,7 +14,7 @@
 --
 -- A click is related to a page load when
 --   1. a ReferralPageLoad with the same event_id, customer_id and user_id fired at or before
---      it (no maximum gap), or
+--      it (no maximum gap; ids compare as stored: event_id_uuid and event_id_text), or
 --   2. any ReferralPageLoad of the same customer_id and user_id fired 0..W seconds before it,
 --      W = elt.settings.click_through_window_seconds.
 -- A click counts once, in its own hour, however many page loads qualify.
@@ -68,10 +68,11 @@ clicks as (
         clicks.hour,
         clicks.user_id,
         clicks.fired_at,
-        same_id_page_loads.event_id is not null as has_same_id_page_load
+        same_id_page_loads.event_id_uuid is not null as has_same_id_page_load
     from all_events as clicks
     left join staging.stg_events as same_id_page_loads
-        on same_id_page_loads.event_id = clicks.event_id
+        on same_id_page_loads.event_id_uuid = clicks.event_id_uuid
+        and same_id_page_loads.event_id_text = clicks.event_id_text
         and same_id_page_loads.event_type = 'ReferralPageLoad'
         and same_id_page_loads.customer_id = clicks.customer_id
         and same_id_page_loads.user_id = clicks.user_id
@@ -89,7 +90,8 @@ clicks as (
         exists (
             select 1
             from staging.stg_events as same_id_page_loads
-            where same_id_page_loads.event_id = clicks.event_id
+            where same_id_page_loads.event_id_uuid = clicks.event_id_uuid
+                and same_id_page_loads.event_id_text = clicks.event_id_text
                 and same_id_page_loads.event_type = 'ReferralPageLoad'
                 and same_id_page_loads.customer_id = clicks.customer_id
                 and same_id_page_loads.user_id = clicks.user_id

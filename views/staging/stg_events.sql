@@ -11,7 +11,12 @@ with events as (
 
 final as (
     select
-        event_id,
+        -- the event id as it arrived; joins on ids compare event_id_uuid and event_id_text,
+        -- how elt.events stores it (a uuid when the id is canonical UUID text), which the
+        -- primary key indexes
+        elt.event_id(event_id_uuid, event_id_text) as event_id,
+        event_id_uuid,
+        event_id_text,
         event_type,
         customer_id,
         user_id,
