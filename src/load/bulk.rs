@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, GenericClient};
 
 use crate::config::connection::ConnectionSettings;
 
@@ -103,7 +103,8 @@ counted as (
 select load_id, duplicates from counted";
 
 /// The other indexes and constraints a bulk load drops, by name (the same definitions as in the
-/// migrations), in the order they are put back.
+/// migrations), in the order they are put back. The first is the one a second session builds
+/// while the key builds (see [`finish`]).
 const SECONDARY_INDEXES: [(&str, &str); 5] = [
     // Serves the incremental refresh (see migrations/V4__events_refresh_index_keyed_by_user.sql).
     (
@@ -135,11 +136,13 @@ const SECONDARY_INDEXES: [(&str, &str); 5] = [
 /// finishing a bulk load (its own, or one that died) when the key is missing. Idempotent.
 /// Returns the later occurrences it removed, per load id (none when the key was there).
 ///
-/// A missing key is built on this session while a second one (same settings) builds the other
-/// indexes: each build ends writing and syncing its index, a stretch where one core would idle,
-/// and the other build's sort fills it. (Their locks cannot deadlock: the second session runs
-/// each statement in its own transaction, and whichever waits, waits for one statement or for
-/// the key's commit.)
+/// A missing key is built on this session while a second one (same settings) builds the refresh
+/// index: each build ends writing and syncing its index, a stretch where one core would idle,
+/// and the other build's sort fills it. After the key's index, this session builds the small
+/// ones (BRIN, the rejects' key, index and foreign key) and only then turns the index into the
+/// key, which needs the table alone: by then the refresh index, of about the same cost as the
+/// key, is usually done, and neither session waits on the other. (Their locks cannot deadlock:
+/// the second session runs one statement, in its own transaction, on the events table only.)
 pub async fn finish(
     client: &mut Client,
     connection: &ConnectionSettings,
@@ -153,26 +156,40 @@ pub async fn finish(
         .await?
         .get(0);
     if has_primary_key {
-        create_missing_secondary_indexes(client).await?;
+        create_missing(client, &SECONDARY_INDEXES).await?;
         return Ok(BTreeMap::new());
     }
     let second = crate::db::connect(connection)
         .await
         .context("cannot open a second session to build the events table's indexes")?;
+    // The two sessions are the builds' parallelism: PostgreSQL's parallel workers (two per
+    // build by default) on top of them oversubscribed this project's 2-core server (both
+    // builds 2.8 s without workers, 3.1 s with them; README, Performance).
+    for session in [&*client, &second] {
+        session
+            .batch_execute("set max_parallel_maintenance_workers = 0")
+            .await?;
+    }
+    let (in_second_session, after_primary_key) = SECONDARY_INDEXES.split_at(1);
     let (primary_key, secondary_indexes) = tokio::join!(
-        build_primary_key(client),
-        create_missing_secondary_indexes(&second)
+        build_primary_key(client, after_primary_key),
+        create_missing(&second, in_second_session)
     );
+    let reset = client
+        .batch_execute("reset max_parallel_maintenance_workers")
+        .await;
     let removed_duplicates = primary_key
         .context("cannot build the events table's primary key (the table's owner can)")?;
     secondary_indexes?;
+    reset?;
     Ok(removed_duplicates)
 }
 
-/// Creates the secondary indexes and constraints that are missing. Only what is missing is
-/// created: creating needs the table's owner, and the least-privilege roles run this too.
-async fn create_missing_secondary_indexes(client: &Client) -> Result<()> {
-    for (name, statement) in SECONDARY_INDEXES {
+/// Creates those of `indexes` (secondary indexes and constraints) that are missing. Only what
+/// is missing is created: creating needs the table's owner, and the least-privilege roles run
+/// this too.
+async fn create_missing(client: &impl GenericClient, indexes: &[(&str, &str)]) -> Result<()> {
+    for &(name, statement) in indexes {
         let missing: bool = client
             .query_one(
                 "select to_regclass($1) is null
@@ -193,10 +210,14 @@ async fn create_missing_secondary_indexes(client: &Client) -> Result<()> {
     Ok(())
 }
 
-/// Builds the primary key, first removing later occurrences if there are any. Most logs have
-/// none, so the unique index is tried first: one sort when the data is clean, and a failed sort
-/// plus the removal plus a second sort when it is not.
-async fn build_primary_key(client: &mut Client) -> Result<BTreeMap<i64, u64>> {
+/// Builds the primary key, first removing later occurrences if there are any, and the missing
+/// ones of `then_create` between the key's index and the key. Most logs have no later
+/// occurrences, so the unique index is tried first: one sort when the data is clean, and a
+/// failed sort plus the removal plus a second sort when it is not.
+async fn build_primary_key(
+    client: &mut Client,
+    then_create: &[(&str, &str)],
+) -> Result<BTreeMap<i64, u64>> {
     let mut transaction = client.transaction().await?;
     let mut removed_duplicates = BTreeMap::new();
     let attempt = transaction.savepoint("clean").await?;
@@ -215,6 +236,7 @@ async fn build_primary_key(client: &mut Client) -> Result<BTreeMap<i64, u64>> {
         }
         Err(error) => return Err(error.into()),
     }
+    create_missing(&transaction, then_create).await?;
     transaction
         .batch_execute(
             "alter table elt.events add constraint events_pkey primary key using index events_pkey",
