@@ -42,6 +42,9 @@ pub const DEFAULT_BATCH_SECONDS: f64 = 10.0;
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
 /// Encoded COPY data is handed to the database in chunks of about this size.
 const CHUNK_BYTES: usize = 1 << 20;
+/// Chunks for the target whose COPY is not open wait, up to about this many bytes, before the
+/// COPY switches to their target (see [`copy_batch`]).
+const WAITING_CHUNK_BYTES: usize = 4 << 20;
 /// Chunks buffered between the reader thread and the database: bounds the loader's memory.
 const CHANNEL_CHUNKS: usize = 4;
 /// Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01).
@@ -973,37 +976,116 @@ fn batch_commit_waits_for_flush(is_stdin: bool, at_end_of_input: bool) -> bool {
     is_stdin || at_end_of_input
 }
 
-/// Copies one batch's rows as the reader sends them, opening a COPY per target as the rows
-/// switch between targets; returns the batch's counts once the reader ends it.
+/// Copies one batch's rows as the reader sends them, switching the open COPY between targets
+/// as [`CopySwitcher`] decides; returns the batch's counts once the reader ends it.
 async fn copy_batch(
     transaction: &tokio_postgres::Transaction<'_>,
     receiver: &mut mpsc::Receiver<ReaderMessage>,
 ) -> Result<BatchProgress> {
-    let mut open: Option<(CopyTarget, Pin<Box<CopyInSink<Bytes>>>)> = None;
+    let mut switcher = CopySwitcher::default();
+    let mut sink = None;
     let batch = loop {
-        match receiver.recv().await {
-            Some(ReaderMessage::Rows(target, rows)) => {
-                if open.as_ref().map(|(open_target, _)| *open_target) != Some(target) {
-                    if let Some((_, sink)) = open.take() {
-                        finish_copy(sink).await?;
-                    }
-                    let mut sink = Box::pin(transaction.copy_in(target.statement()).await?);
-                    sink.send(Bytes::from_static(COPY_HEADER)).await?;
-                    open = Some((target, sink));
-                }
-                if let Some((_, sink)) = open.as_mut() {
-                    sink.send(rows).await?;
-                }
-            }
+        let route = match receiver.recv().await {
+            Some(ReaderMessage::Rows(target, rows)) => switcher.route(target, rows),
             Some(ReaderMessage::BatchEnd(batch)) => break batch,
             Some(ReaderMessage::Failed(error)) => return Err(error),
             None => return Err(anyhow!("the reader thread stopped unexpectedly")),
-        }
+        };
+        send_route(transaction, &mut sink, route).await?;
     };
-    if let Some((_, sink)) = open.take() {
+    send_route(transaction, &mut sink, switcher.finish()).await?;
+    if let Some(sink) = sink.take() {
         finish_copy(sink).await?;
     }
     Ok(batch)
+}
+
+/// Switches the open COPY if the route says so, then sends the route's chunks.
+async fn send_route(
+    transaction: &tokio_postgres::Transaction<'_>,
+    sink: &mut Option<Pin<Box<CopyInSink<Bytes>>>>,
+    route: Route,
+) -> Result<()> {
+    if let Some(target) = route.open {
+        if let Some(open) = sink.take() {
+            finish_copy(open).await?;
+        }
+        let mut opened = Box::pin(transaction.copy_in(target.statement()).await?);
+        opened.send(Bytes::from_static(COPY_HEADER)).await?;
+        *sink = Some(opened);
+    }
+    for chunk in route.chunks {
+        sink.as_mut()
+            .ok_or_else(|| anyhow!("COPY rows came before any COPY was opened"))?
+            .send(chunk)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Where a batch's chunks go, and when the COPY switches target. Chunks for the target whose
+/// COPY is open go at once; chunks for the other one wait until [`WAITING_CHUNK_BYTES`] of them
+/// have gathered (or the batch ends), then the COPY switches and they go, in order. Each switch
+/// waits for the server to finish the open COPY and to start the next: switching at every 1 MiB
+/// chunk of rejects, ten times per batch for a log with 8 % rejects, cost about 0.2 s of a 6.5 s
+/// bulk load of 4 million lines. Waiting chunks keep their size, so memory grows by at most
+/// [`WAITING_CHUNK_BYTES`] plus one chunk.
+#[derive(Debug, Default)]
+struct CopySwitcher {
+    open: Option<CopyTarget>,
+    waiting_target: Option<CopyTarget>,
+    waiting: Vec<Bytes>,
+    waiting_bytes: usize,
+}
+
+/// What to do with the chunks at hand: open a COPY for `open` (finishing the open one) if set,
+/// then send `chunks` to the open COPY.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Route {
+    open: Option<CopyTarget>,
+    chunks: Vec<Bytes>,
+}
+
+impl CopySwitcher {
+    fn route(&mut self, target: CopyTarget, chunk: Bytes) -> Route {
+        if self.open.is_none() || self.open == Some(target) {
+            let open = self.open.is_none().then_some(target);
+            self.open = Some(target);
+            return Route {
+                open,
+                chunks: vec![chunk],
+            };
+        }
+        let route = match self.waiting_target {
+            // A third target (no layout has one): the waiting chunks go first.
+            Some(waiting) if waiting != target => self.switch_to_waiting(),
+            _ => Route::default(),
+        };
+        self.waiting_target = Some(target);
+        self.waiting_bytes += chunk.len();
+        self.waiting.push(chunk);
+        if route.open.is_none() && self.waiting_bytes >= WAITING_CHUNK_BYTES {
+            return self.switch_to_waiting();
+        }
+        route
+    }
+
+    /// At the end of the batch: the waiting chunks, if any.
+    fn finish(&mut self) -> Route {
+        self.switch_to_waiting()
+    }
+
+    fn switch_to_waiting(&mut self) -> Route {
+        let Some(target) = self.waiting_target.take() else {
+            return Route::default();
+        };
+        self.open = Some(target);
+        self.waiting_bytes = 0;
+        Route {
+            open: Some(target),
+            chunks: std::mem::take(&mut self.waiting),
+        }
+    }
 }
 
 async fn finish_copy(mut sink: Pin<Box<CopyInSink<Bytes>>>) -> Result<()> {
@@ -1458,6 +1540,64 @@ mod tests {
     }
 
     #[test]
+    fn prefix_hash_is_taken_wherever_the_chunks_split() {
+        let content: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let whole = blake3::hash(&content).as_bytes().to_vec();
+        for prefix in [0, 1, 999, 1000, 1001, 9_999, 10_000] {
+            let expected = blake3::hash(&content[..prefix]).as_bytes().to_vec();
+            for chunk_bytes in [1, 7, 1000, 4096, 10_000] {
+                let mut hasher = PrefixHasher::new(Some(prefix as u64));
+                for chunk in content.chunks(chunk_bytes) {
+                    hasher.update(chunk);
+                }
+                let (hash, prefix_hash) = hasher.finalize();
+                assert_eq!(hash, whole, "prefix {prefix}, chunks of {chunk_bytes}");
+                assert_eq!(
+                    prefix_hash.as_ref(),
+                    Some(&expected),
+                    "prefix {prefix}, chunks of {chunk_bytes}"
+                );
+            }
+        }
+        let mut hasher = PrefixHasher::new(Some(10_001));
+        hasher.update(&content);
+        assert_eq!(
+            hasher.finalize().1,
+            None,
+            "the input is shorter than the prefix"
+        );
+        let mut hasher = PrefixHasher::new(None);
+        hasher.update(&content);
+        assert_eq!(hasher.finalize(), (whole, None));
+    }
+
+    #[test]
+    fn file_fingerprint_reads_every_chunk() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("events.jsonl");
+        // more than two read chunks, ending in a partial one
+        let content: Vec<u8> = (0..source::READ_BUFFER_BYTES * 5 / 2)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        std::fs::write(&path, &content).unwrap();
+        let prefix = source::READ_BUFFER_BYTES as u64 + 3;
+        let fingerprint = super::fingerprint(&path, Some(prefix)).unwrap();
+        assert_eq!(fingerprint.size, content.len() as i64);
+        assert_eq!(fingerprint.hash, blake3::hash(&content).as_bytes().to_vec());
+        assert_eq!(
+            fingerprint.prefix_hash,
+            Some(
+                blake3::hash(&content[..prefix as usize])
+                    .as_bytes()
+                    .to_vec()
+            )
+        );
+        let longer_than_the_file = super::fingerprint(&path, Some(content.len() as u64 + 1));
+        assert_eq!(longer_than_the_file.unwrap().prefix_hash, None);
+        assert!(super::fingerprint(directory.path(), None).is_err());
+    }
+
+    #[test]
     fn loaded_content_is_skipped_unless_forced() {
         let loaded = entry(3, "loaded", 100, 7, 10, true);
         let plan = plan_load(
@@ -1525,64 +1665,6 @@ mod tests {
             plan_load(&fingerprint(150, 8, Some(9)), &[earlier], &[], false),
             LoadPlan::Fresh
         );
-    }
-
-    #[test]
-    fn prefix_hash_is_taken_wherever_the_chunks_split() {
-        let content: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
-        let whole = blake3::hash(&content).as_bytes().to_vec();
-        for prefix in [0, 1, 999, 1000, 1001, 9_999, 10_000] {
-            let expected = blake3::hash(&content[..prefix]).as_bytes().to_vec();
-            for chunk_bytes in [1, 7, 1000, 4096, 10_000] {
-                let mut hasher = PrefixHasher::new(Some(prefix as u64));
-                for chunk in content.chunks(chunk_bytes) {
-                    hasher.update(chunk);
-                }
-                let (hash, prefix_hash) = hasher.finalize();
-                assert_eq!(hash, whole, "prefix {prefix}, chunks of {chunk_bytes}");
-                assert_eq!(
-                    prefix_hash.as_ref(),
-                    Some(&expected),
-                    "prefix {prefix}, chunks of {chunk_bytes}"
-                );
-            }
-        }
-        let mut hasher = PrefixHasher::new(Some(10_001));
-        hasher.update(&content);
-        assert_eq!(
-            hasher.finalize().1,
-            None,
-            "the input is shorter than the prefix"
-        );
-        let mut hasher = PrefixHasher::new(None);
-        hasher.update(&content);
-        assert_eq!(hasher.finalize(), (whole, None));
-    }
-
-    #[test]
-    fn file_fingerprint_reads_every_chunk() {
-        let directory = tempfile::tempdir().unwrap();
-        let path = directory.path().join("events.jsonl");
-        // more than two read chunks, ending in a partial one
-        let content: Vec<u8> = (0..source::READ_BUFFER_BYTES * 5 / 2)
-            .map(|i| (i % 253) as u8)
-            .collect();
-        std::fs::write(&path, &content).unwrap();
-        let prefix = source::READ_BUFFER_BYTES as u64 + 3;
-        let fingerprint = super::fingerprint(&path, Some(prefix)).unwrap();
-        assert_eq!(fingerprint.size, content.len() as i64);
-        assert_eq!(fingerprint.hash, blake3::hash(&content).as_bytes().to_vec());
-        assert_eq!(
-            fingerprint.prefix_hash,
-            Some(
-                blake3::hash(&content[..prefix as usize])
-                    .as_bytes()
-                    .to_vec()
-            )
-        );
-        let longer_than_the_file = super::fingerprint(&path, Some(content.len() as u64 + 1));
-        assert_eq!(longer_than_the_file.unwrap().prefix_hash, None);
-        assert!(super::fingerprint(directory.path(), None).is_err());
     }
 
     #[test]
@@ -1703,6 +1785,70 @@ mod tests {
         assert_eq!(i16::from_be_bytes([buffer[0], buffer[1]]), REJECT_COLUMNS);
         assert_eq!(&buffer[6..14], &42i64.to_be_bytes());
         assert_eq!(&buffer[18..26], &3i64.to_be_bytes());
+    }
+
+    fn chunk(marker: u8, bytes: usize) -> Bytes {
+        Bytes::from(vec![marker; bytes])
+    }
+
+    #[test]
+    fn the_copy_switches_target_only_once_enough_chunks_wait() {
+        use CopyTarget::{Events, Rejects, StagedLines};
+        let mut switcher = CopySwitcher::default();
+        let route = |open, chunks: Vec<Bytes>| Route { open, chunks };
+        assert_eq!(switcher.finish(), Route::default(), "nothing waits");
+        // The first chunk opens its target's COPY; the same target's chunks follow it.
+        assert_eq!(
+            switcher.route(Events, chunk(1, 10)),
+            route(Some(Events), vec![chunk(1, 10)])
+        );
+        assert_eq!(
+            switcher.route(Events, chunk(2, 10)),
+            route(None, vec![chunk(2, 10)])
+        );
+        // The other target's chunks wait until enough have gathered, then go in order.
+        let quarter = WAITING_CHUNK_BYTES / 4;
+        for marker in 3..6 {
+            assert_eq!(
+                switcher.route(Rejects, chunk(marker, quarter)),
+                Route::default()
+            );
+            assert_eq!(
+                switcher.route(Events, chunk(marker, 10)),
+                route(None, vec![chunk(marker, 10)]),
+                "events keep flowing while rejects wait"
+            );
+        }
+        assert_eq!(
+            switcher.route(Rejects, chunk(6, quarter)),
+            route(
+                Some(Rejects),
+                vec![
+                    chunk(3, quarter),
+                    chunk(4, quarter),
+                    chunk(5, quarter),
+                    chunk(6, quarter)
+                ]
+            )
+        );
+        // Now events wait, and the end of the batch sends them.
+        assert_eq!(switcher.route(Events, chunk(7, 10)), Route::default());
+        assert_eq!(
+            switcher.route(Rejects, chunk(8, 10)),
+            route(None, vec![chunk(8, 10)])
+        );
+        assert_eq!(switcher.finish(), route(Some(Events), vec![chunk(7, 10)]));
+        assert_eq!(switcher.finish(), Route::default());
+        // A third target sends the waiting chunks first and waits itself.
+        assert_eq!(switcher.route(Rejects, chunk(9, 10)), Route::default());
+        assert_eq!(
+            switcher.route(StagedLines, chunk(10, 10)),
+            route(Some(Rejects), vec![chunk(9, 10)])
+        );
+        assert_eq!(
+            switcher.finish(),
+            route(Some(StagedLines), vec![chunk(10, 10)])
+        );
     }
 
     #[test]
