@@ -1,6 +1,6 @@
 //! How an event id is stored: as a 16-byte uuid when it is canonical UUID text, as text
 //! otherwise (see migrations/V5__event_ids_as_uuid.sql, whose `elt.event_id_uuid` and
-//! `elt.event_id_text` split ids the same way; `tests/pipeline.rs` compares the two).
+//! `elt.event_id_text` split ids the same way; `tests/event_ids.rs` compares the two).
 //!
 //! Canonical means exactly what PostgreSQL prints for a uuid: 36 bytes, lowercase hex in
 //! 8-4-4-4-12 groups with hyphens. Only such text converts back byte for byte; upper case,
