@@ -1035,7 +1035,6 @@ struct CopySwitcher {
     open: Option<CopyTarget>,
     waiting_target: Option<CopyTarget>,
     waiting: Vec<Bytes>,
-    waiting_bytes: usize,
 }
 
 /// What to do with the chunks at hand: open a COPY for `open` (finishing the open one) if set,
@@ -1062,9 +1061,9 @@ impl CopySwitcher {
             _ => Route::default(),
         };
         self.waiting_target = Some(target);
-        self.waiting_bytes += chunk.len();
         self.waiting.push(chunk);
-        if route.open.is_none() && self.waiting_bytes >= WAITING_CHUNK_BYTES {
+        let waiting_bytes: usize = self.waiting.iter().map(Bytes::len).sum();
+        if route.open.is_none() && waiting_bytes >= WAITING_CHUNK_BYTES {
             return self.switch_to_waiting();
         }
         route
@@ -1080,7 +1079,6 @@ impl CopySwitcher {
             return Route::default();
         };
         self.open = Some(target);
-        self.waiting_bytes = 0;
         Route {
             open: Some(target),
             chunks: std::mem::take(&mut self.waiting),
