@@ -1,4 +1,4 @@
-//! Exit codes (one table, SPEC §6) and the errors that carry their own code.
+//! Exit codes (one table, the README's "Exit codes") and the errors that carry their own code.
 
 /// Success.
 pub const SUCCESS: i32 = 0;
@@ -50,7 +50,7 @@ pub fn describe(error: &anyhow::Error) -> String {
             continue; // already described by the tokio_postgres::Error that wraps it
         }
         let text = match cause.downcast_ref::<tokio_postgres::Error>() {
-            Some(db_error) => crate::transform::database_message(db_error),
+            Some(db_error) => crate::db::database_message(db_error),
             None => cause.to_string(),
         };
         // Skip a cause whose text the previous part already ends with.

@@ -3,7 +3,7 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use campaign_elt::{app, cli::Cli, exit};
+use campaign_elt::{cli::Cli, commands, exit};
 
 fn main() {
     let cli = match Cli::try_parse() {
@@ -62,7 +62,7 @@ fn main() {
                 }
             };
         tokio::select! {
-            result = app::execute(&cli, &mut stdout) => match result {
+            result = commands::execute(&cli, &mut stdout) => match result {
                 Ok(code) => code,
                 Err(error) => {
                     eprintln!("campaign-elt: {}", exit::describe(&error));

@@ -16,25 +16,25 @@ use common::{
 };
 use tempfile::TempDir;
 
-/// The first ```sql block after `marker` in README.md: the examples of "Change a report" are
+/// The first ```sql block after `marker` in docs/analysts.md: the examples of "Change a report" are
 /// the files these tests build, so the walkthrough cannot drift from what works.
 fn readme_sql(marker: &str) -> String {
     let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/analysts.md")).unwrap();
     let after = &readme[readme
         .find(marker)
-        .unwrap_or_else(|| panic!("{marker:?} not in README.md"))..];
+        .unwrap_or_else(|| panic!("{marker:?} not in docs/analysts.md"))..];
     let start = after.find("```sql\n").expect("an sql block") + "```sql\n".len();
     let end = after[start..].find("```").expect("end of the sql block");
     after[start..start + end].to_owned()
 }
 
-/// The README's new report: daily click-through rate, materialized as a table.
+/// The analysts guide's new report: daily click-through rate, materialized as a table.
 fn daily_click_through_rate() -> String {
     readme_sql("**2. Write the file** `views/reports/daily_click_through_rate.sql`")
 }
 
-/// The README's data test for it.
+/// The analysts guide's data test for it.
 fn daily_page_loads_add_up() -> String {
     readme_sql("`views/tests/daily_page_loads_add_up.sql`")
 }
@@ -273,7 +273,7 @@ async fn a_new_file_creates_its_relation() {
             "5|2022-01-01|0|0|∅",
         ],
     );
-    // The README's data test passes, and fails when the report is wrong.
+    // The analysts guide's data test passes, and fails when the report is wrong.
     project.write(
         "tests/daily_page_loads_add_up.sql",
         &daily_page_loads_add_up(),

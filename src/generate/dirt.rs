@@ -1,4 +1,4 @@
-//! Dirty lines: each one is blank or gets exactly one SPEC §3 reject reason.
+//! Dirty lines: each one is blank or gets exactly one reject reason.
 
 use std::io::{self, Write};
 

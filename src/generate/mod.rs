@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 
 use render::{Event, Population, TimeFormatter, CLICK, EMPTY_VALUE, FAQ, PAGE_LOAD};
 
-/// The reject reasons (SPEC §3 codes) the generator produces, the keys of
+/// The reject reasons (the reject reason codes) the generator produces, the keys of
 /// [`GenerateStats::dirty_by_reason`]. `line_too_long` is never generated.
 pub const DIRTY_REASONS: [&str; 12] = [
     "invalid_utf8",
@@ -36,7 +36,7 @@ const R_UNKNOWN_EVENT_TYPE: usize = 11;
 /// The accepted event types, the keys of [`GenerateStats::clean_by_type`].
 pub const CLEAN_EVENT_TYPES: [&str; 3] = ["ReferralPageLoad", "ReferralRecommendClick", "FaqClick"];
 
-// Profile of the real file (README_data.md): 100,000 base events (page loads and
+// Profile of the real file (its published profile): 100,000 base events (page loads and
 // EMPTY_VALUE, each with its own id) and 20,104 follow-ups sharing a page load's id.
 const BASE_SHARE: f64 = 100_000.0 / 120_104.0;
 const EMPTY_VALUE_SHARE: f64 = 9_993.0 / 100_000.0;
@@ -68,7 +68,7 @@ pub struct GenerateOptions {
     pub customers: u32,
     /// Number of users (the real file has 99); each has one ip and one email.
     pub users: u32,
-    /// Fraction of lines that are dirty: blank or rejected for one SPEC §3 reason, spread
+    /// Fraction of lines that are dirty: blank or rejected for one reason, spread
     /// evenly over the kinds (`EMPTY_VALUE` events of the clean mix come on top).
     pub dirt_rate: f64,
     /// Fraction of lines that repeat an earlier clean line byte for byte, shortly after it.
@@ -141,7 +141,7 @@ impl GenerateOptions {
     }
 }
 
-/// What was written, by the outcome each line is meant to get from the loader (SPEC §3).
+/// What was written, by the outcome each line is meant to get from the loader.
 /// `lines = clean_events + exact_duplicates + conflicting_resends + blank + Σ dirty_by_reason`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GenerateStats {
@@ -161,7 +161,7 @@ pub struct GenerateStats {
     pub conflicting_resends: u64,
     /// Empty or whitespace-only lines.
     pub blank: u64,
-    /// Lines meant to be rejected, by SPEC reason code (every key of [`DIRTY_REASONS`] is
+    /// Lines meant to be rejected, by reject reason code (every key of [`DIRTY_REASONS`] is
     /// present). `EMPTY_VALUE` events of the clean mix count under `unknown_event_type`.
     pub dirty_by_reason: BTreeMap<&'static str, u64>,
 }

@@ -1,4 +1,4 @@
-//! Tests of the generator, with a small reference classifier that follows SPEC §3.
+//! Tests of the generator, with a small reference classifier that follows the cleaning rules (README, "Every line is accounted for").
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -23,7 +23,7 @@ fn opts(lines: u64, seed: u64) -> GenerateOptions {
     }
 }
 
-/// Lines as SPEC §3 splits them: on `\n`, one trailing `\r` removed.
+/// Lines as the cleaning rules split them: on `\n`, one trailing `\r` removed.
 fn split(bytes: &[u8]) -> Vec<&[u8]> {
     assert_eq!(bytes.last(), Some(&b'\n'), "every line ends with a newline");
     bytes[..bytes.len() - 1]
@@ -105,7 +105,7 @@ fn parse_fired_at(raw: &str) -> Option<NaiveDateTime> {
     .then(|| t.naive_utc())
 }
 
-/// SPEC §3, in check order (no length limit).
+/// The cleaning rules, in check order (no length limit).
 fn classify(line: &[u8]) -> Outcome {
     use Outcome::Rejected;
     if line.iter().all(|b| b" \t\r\x0b\x0c".contains(b)) {
@@ -180,7 +180,7 @@ fn classify(line: &[u8]) -> Outcome {
     })
 }
 
-/// What a loader following SPEC §3 makes of the file, as generator stats (lines and bytes
+/// What a loader following the cleaning rules makes of the file, as generator stats (lines and bytes
 /// included; late lines, exact and conflicting duplicates told apart by the bytes).
 fn expected_stats(bytes: &[u8]) -> GenerateStats {
     let mut stats = GenerateStats {

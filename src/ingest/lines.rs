@@ -1,4 +1,4 @@
-//! Splits a byte stream into numbered lines with bounded memory (SPEC §3 line rules).
+//! Splits a byte stream into numbered lines with bounded memory (the line rules of the README's "Every line is accounted for").
 
 use std::io::{self, BufRead};
 

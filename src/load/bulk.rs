@@ -21,7 +21,7 @@ use anyhow::{Context, Result};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient};
 
-use crate::config::connection::ConnectionSettings;
+use crate::db::ConnectionParams;
 
 /// Whether a load may take the bulk path: the events table is empty, no report relation exists
 /// yet (nothing to queue as stale), no input is a stream (its batches are refreshed as they
@@ -145,7 +145,7 @@ const SECONDARY_INDEXES: [(&str, &str); 5] = [
 /// the second session runs one statement, in its own transaction, on the events table only.)
 pub async fn finish(
     client: &mut Client,
-    connection: &ConnectionSettings,
+    connection: &ConnectionParams,
 ) -> Result<BTreeMap<i64, u64>> {
     let has_primary_key: bool = client
         .query_one(
@@ -164,7 +164,7 @@ pub async fn finish(
         .context("cannot open a second session to build the events table's indexes")?;
     // The two sessions are the builds' parallelism: PostgreSQL's parallel workers (two per
     // build by default) on top of them oversubscribed this project's 2-core server (both
-    // builds 2.8 s without workers, 3.1 s with them; README, Performance).
+    // builds 2.8 s without workers, 3.1 s with them; docs/performance.md).
     for session in [&*client, &second] {
         session
             .batch_execute("set max_parallel_maintenance_workers = 0")

@@ -1,4 +1,5 @@
 -- materialized: incremental
+-- stale keys: int_customer_hourly.stale_keys.sql
 -- grain: one row per customer and UTC hour with at least one page load or click
 -- sources: staging.stg_events, elt.settings (click_through_window_seconds)
 -- owner: analytics
@@ -18,6 +19,11 @@
 --   2. any ReferralPageLoad of the same customer_id and user_id fired 0..W seconds before it,
 --      W = elt.settings.click_through_window_seconds.
 -- A click counts once, in its own hour, however many page loads qualify.
+--
+-- Which keys a new page load makes stale (the hours of the clicks it relates to) is the same
+-- rule seen from the page load: it lives beside this file, in int_customer_hourly.stale_keys.sql
+-- (declared above). Change the rule in both files; the tests compare incremental refreshes with
+-- full ones, and editing either file rebuilds this model.
 
 with settings as (
     select make_interval(secs => click_through_window_seconds) as click_through_window

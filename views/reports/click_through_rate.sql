@@ -3,7 +3,7 @@
 -- sources: intermediate.int_customer_hourly
 -- owner: analytics
 -- contract: columns customer_id bigint, hour timestamptz, page_loads bigint, related_clicks bigint,
--- click_through_rate numeric (SPEC §2); do not rename.
+-- click_through_rate numeric (README, "The reports"); do not rename.
 --
 -- click_through_rate = related_clicks / page_loads, unrounded; NULL when the hour had no page
 -- loads. A click counts in its own hour while its page load may be in the previous one, so the

@@ -2,7 +2,7 @@
 -- grain: one row per customer and UTC hour with at least one ReferralPageLoad
 -- sources: intermediate.int_customer_hourly
 -- owner: analytics
--- contract: columns customer_id bigint, hour timestamptz, page_loads bigint (SPEC §2); do not rename.
+-- contract: columns customer_id bigint, hour timestamptz, page_loads bigint (README, "The reports"); do not rename.
 
 with customer_hourly as (
     select int_customer_hourly.*

@@ -1,0 +1,43 @@
+//! The database edge: connection parameters, TLS, connecting, migrations, the run lock and
+//! PostgreSQL's error messages.
+
+use anyhow::{Context, Result};
+use tokio_postgres::Client;
+
+pub mod connection;
+mod conninfo;
+pub mod error;
+pub mod lock;
+pub mod migrate;
+mod pgpass;
+pub mod tls;
+
+pub use connection::ConnectionParams;
+pub use error::{database_message, quote_ident, quote_relation};
+pub use lock::{acquire_run_lock, LockOutcome, RUN_LOCK_KEY};
+pub use migrate::migrate;
+
+/// Connects and prepares the session: synchronous commit, so a run that exits 0 has made its
+/// last commit durable; no JIT, whose compile time dominated the incremental refresh's many
+/// small index lookups (0.9 s → 0.16 s for a day after a month; full builds are no slower).
+/// The session keeps the server's TimeZone: the SQL never depends on it.
+pub async fn connect(settings: &ConnectionParams) -> Result<Client> {
+    let client = connection::connect(settings).await?;
+    client
+        .batch_execute(
+            "set synchronous_commit = on;
+             set jit = off;
+             set application_name = 'campaign-elt';",
+        )
+        .await
+        .with_context(|| format!("cannot prepare the session on {}", settings.display))?;
+    Ok(client)
+}
+
+/// Resolves the connection like psql does (`--database-url`, `DATABASE_URL`, libpq variables)
+/// and connects.
+pub async fn connect_from_env(database_url: Option<&str>) -> Result<Client> {
+    let settings = connection::resolve_from_process_env(database_url)?;
+    tracing::debug!("connecting to {}", settings.display);
+    connect(&settings).await
+}

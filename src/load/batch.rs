@@ -1,0 +1,160 @@
+//! One batch, one transaction: the COPY of its rows, the merge (or, in a bulk load, nothing
+//! more), the ledger's progress, and the commit — then, for a stream, a refresh.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use tokio::sync::mpsc;
+use tokio_postgres::Client;
+
+use super::copy::CopyLayout;
+use super::ledger;
+use super::merge::{self, MergeSource};
+use super::reader::{BatchProgress, ReaderMessage};
+use super::switcher::copy_batch;
+use crate::report::summary::LineCounts;
+use crate::transform::{self, RefreshOptions, ViewSet};
+
+/// What every batch of one file shares.
+pub(super) struct FileBatches<'a> {
+    pub(super) run_id: i64,
+    pub(super) merge: MergeSource<'a>,
+    pub(super) layout: CopyLayout,
+    pub(super) is_stdin: bool,
+    /// The views whose stale-keys queries each batch runs.
+    pub(super) views: &'a ViewSet,
+    /// A stream refreshes the views after every committed batch.
+    pub(super) refresh_after_each_batch: bool,
+}
+
+/// Runs the file's batches as the reader cuts them, each in its own transaction, until the end
+/// of the input. Returns the counts and whether the input's last line ended with `\n`.
+pub(super) async fn load_batches(
+    client: &mut Client,
+    file: &FileBatches<'_>,
+    receiver: &mut mpsc::Receiver<ReaderMessage>,
+    counts: &mut LineCounts,
+) -> Result<bool> {
+    loop {
+        let batch = commit_batch(client, file, receiver).await?;
+        counts.add(&batch.1);
+        if batch.0.at_end_of_input {
+            return Ok(batch.0.ends_with_newline);
+        }
+        if file.refresh_after_each_batch {
+            refresh_after_batch(client, file.views, file, batch.0.last_line_number).await;
+        }
+    }
+}
+
+/// One batch's transaction: COPY, merge, ledger progress, commit.
+async fn commit_batch(
+    client: &mut Client,
+    file: &FileBatches<'_>,
+    receiver: &mut mpsc::Receiver<ReaderMessage>,
+) -> Result<(BatchProgress, LineCounts)> {
+    let load_id = file.merge.load_id;
+    let transaction = client.transaction().await?;
+    let mut timer = StepTimer::new(0);
+    if file.layout == CopyLayout::Staged {
+        transaction
+            .batch_execute("truncate elt.staged_lines")
+            .await?;
+    }
+    let batch = copy_batch(&transaction, receiver).await?;
+    timer.last_line_number = batch.last_line_number;
+    timer.step("copy");
+    if !batch_commit_waits_for_flush(file.is_stdin, batch.at_end_of_input) {
+        transaction
+            .batch_execute("set local synchronous_commit = off")
+            .await?;
+    }
+    let new_events = match file.layout {
+        // Duplicates are counted when the bulk load finishes.
+        CopyLayout::Direct { .. } => batch.tally.valid,
+        CopyLayout::Staged => {
+            let new_events = merge::merge_batch(&transaction, &file.merge, file.views).await?;
+            timer.step("merge");
+            new_events
+        }
+    };
+    let counts = LineCounts::of_batch(&batch.tally, new_events);
+    ledger::record_batch(&transaction, load_id, &batch, &counts).await?;
+    transaction.commit().await?;
+    timer.step("ledger and commit");
+    tracing::debug!(
+        "{}: committed lines up to {} ({} new events)",
+        file.merge.display_path,
+        batch.last_line_number,
+        new_events
+    );
+    Ok((batch, counts))
+}
+
+/// A stream's reports follow the log: refresh after each batch; a failing refresh is logged and
+/// loading goes on.
+async fn refresh_after_batch(
+    client: &mut Client,
+    views: &ViewSet,
+    file: &FileBatches<'_>,
+    last_line_number: u64,
+) {
+    let options = RefreshOptions::default();
+    match transform::refresh(client, views, Some(file.run_id), options).await {
+        Ok(refresh) => tracing::info!(
+            "{}: refreshed {} key(s) after line {last_line_number}",
+            file.merge.display_path,
+            refresh.recomputed_keys,
+        ),
+        Err(error) => {
+            tracing::warn!("refresh after a batch failed (loading goes on): {error:#}")
+        }
+    }
+}
+
+/// Logs how long each statement of a batch took (`-vv`), for profiling.
+struct StepTimer {
+    last_line_number: u64,
+    started: Instant,
+}
+
+impl StepTimer {
+    fn new(last_line_number: u64) -> Self {
+        Self {
+            last_line_number,
+            started: Instant::now(),
+        }
+    }
+
+    fn step(&mut self, name: &str) {
+        tracing::debug!(
+            "batch to line {}: {name} took {:.3} s",
+            self.last_line_number,
+            self.started.elapsed().as_secs_f64()
+        );
+        self.started = Instant::now();
+    }
+}
+
+/// Whether a batch's commit waits until its WAL is on disk. A file's batches before its last
+/// one need not: if the server crashes, it loses at most the last few such commits — rows and
+/// ledger together, never a batch in the middle (WAL is replayed in order) — and the next run
+/// reads those lines again from the ledger's committed offset. The last batch's commit is
+/// synchronous and flushes every earlier one with it. Standard input cannot be read again, so
+/// every batch of a stream waits.
+fn batch_commit_waits_for_flush(is_stdin: bool, at_end_of_input: bool) -> bool {
+    is_stdin || at_end_of_input
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_files_last_batch_and_every_stream_batch_wait_for_the_flush() {
+        assert!(!batch_commit_waits_for_flush(false, false));
+        assert!(batch_commit_waits_for_flush(false, true));
+        assert!(batch_commit_waits_for_flush(true, false));
+        assert!(batch_commit_waits_for_flush(true, true));
+    }
+}

@@ -1,0 +1,98 @@
+//! The set-based merge of a staged batch into the deduplicated events: its rejects, its
+//! first-seen events, and the report keys they make stale (the SQL is in `load/sql/`; which
+//! keys beyond the events' own is the models' stale-keys files in `views/`).
+
+use anyhow::{anyhow, Context, Result};
+use tokio_postgres::Transaction;
+
+use crate::db::database_message;
+use crate::transform::ViewSet;
+
+/// Rejects first: a reload (`--force`) of the same file does not store its rejects twice
+/// (`$4`: whether an earlier load of the same path or content exists to compare with).
+const MERGE_REJECTS: &str = include_str!("sql/merge_rejects.sql");
+/// A session's scratch table for the events a batch added (or an unload removed).
+pub(super) const CREATE_CHANGED_EVENTS: &str = include_str!("sql/changed_events.sql");
+/// First occurrences win: within the batch the lowest line number, against earlier batches and
+/// runs the primary key (the event already there was loaded first).
+const MERGE_EVENTS: &str = include_str!("sql/merge_events.sql");
+/// Queues the changed events' own report keys.
+const QUEUE_OWN_KEYS: &str = include_str!("sql/queue_stale_keys.sql");
+
+/// Where a staged batch came from, for the rejects' comparison with earlier loads.
+pub(super) struct MergeSource<'a> {
+    pub(super) load_id: i64,
+    pub(super) display_path: &'a str,
+    pub(super) content_hash: &'a Option<Vec<u8>>,
+    /// Whether an earlier load of the same path or content exists (a forced reload).
+    pub(super) has_earlier_loads: bool,
+}
+
+/// Merges the staged batch: its rejects, its first-seen events, and (once reports exist) the
+/// report keys they make stale. Returns the number of new events.
+pub(super) async fn merge_batch(
+    transaction: &Transaction<'_>,
+    source: &MergeSource<'_>,
+    views: &ViewSet,
+) -> Result<u64> {
+    transaction
+        .execute(
+            MERGE_REJECTS,
+            &[
+                &source.load_id,
+                &source.display_path,
+                source.content_hash,
+                &source.has_earlier_loads,
+            ],
+        )
+        .await
+        .context("cannot store the rejected lines")?;
+    transaction.batch_execute(CREATE_CHANGED_EVENTS).await?;
+    let new_events = transaction
+        .execute(MERGE_EVENTS, &[&source.load_id])
+        .await
+        .context("cannot merge the events")?;
+    // Until a report relation exists, no key needs queueing: the first refresh builds
+    // everything whole.
+    let reports_built: bool = transaction
+        .query_one("select exists (select 1 from elt.managed_relations)", &[])
+        .await?
+        .get(0);
+    if reports_built {
+        queue_stale_keys(transaction, views).await?;
+    }
+    Ok(new_events)
+}
+
+/// Queues the report keys that the events in `changed_events` make stale — their own, and
+/// those each model's stale-keys query finds — in the caller's transaction; returns how many
+/// keys were new in the queue.
+pub(super) async fn queue_stale_keys(
+    transaction: &Transaction<'_>,
+    views: &ViewSet,
+) -> Result<u64> {
+    transaction.batch_execute("analyze changed_events").await?;
+    let mut queued = transaction
+        .execute(QUEUE_OWN_KEYS, &[])
+        .await
+        .context("cannot queue the stale report keys")?;
+    for stale_keys in views.stale_key_queries() {
+        let statement = format!(
+            "insert into elt.stale_keys (customer_id, hour)\n\
+             select customer_id, hour from (\n{}\n) as stale_keys\n\
+             on conflict (customer_id, hour) do nothing",
+            stale_keys.sql
+        );
+        queued += transaction
+            .execute(&statement, &[])
+            .await
+            .map_err(|error| {
+                anyhow!(
+                    "{}: cannot queue the stale report keys: {}",
+                    stale_keys.path,
+                    database_message(&error)
+                )
+            })?;
+    }
+    Ok(queued)
+}

@@ -1,0 +1,215 @@
+//! Load: classified lines → binary COPY into staging → set-based dedup merge, batch by batch.
+//!
+//! One batch is one transaction: COPY of the batch's lines into `elt.staged_lines`, the merge of
+//! its rejects and first-seen events, the (customer, hour) keys it makes stale, and the ledger's
+//! progress. A reader thread parses and encodes while the database works on the previous chunk.
+//! Into an empty events table the batches copy straight into `elt.events` and `elt.rejects`
+//! instead, and the duplicates and indexes are dealt with once at the end (see [`bulk`]).
+//!
+//! The parts: [`ledger`] (what to do with a file) → [`file`] (one file) → [`reader`] (the
+//! reader thread) and [`batch`] (one transaction) → [`copy`] / [`switcher`] (binary COPY) →
+//! [`merge`] (SQL in `load/sql/`); [`bulk`] and [`unload`] beside them.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use indicatif::ProgressBar;
+use tokio_postgres::Client;
+
+mod batch;
+mod bulk;
+mod copy;
+mod file;
+mod ledger;
+mod merge;
+mod reader;
+mod switcher;
+mod unload;
+
+pub use bulk::finish as finish_bulk_load;
+pub use unload::unload;
+
+use crate::db::ConnectionParams;
+use crate::ingest::clean::Cleaner;
+use crate::ingest::personal_data::PersonalDataHasher;
+use crate::ingest::source;
+use crate::names::FileStatus;
+use crate::report::summary::FileSummary;
+use crate::report_settings::ReportSettings;
+use crate::transform::ViewSet;
+
+/// Default number of lines per batch (one transaction each).
+pub const DEFAULT_BATCH_LINES: u64 = 200_000;
+/// Default age at which a batch with lines commits.
+pub const DEFAULT_BATCH_SECONDS: f64 = 10.0;
+/// Default longest accepted line.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
+
+/// How to load.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Lines per batch (one transaction each).
+    pub batch_lines: u64,
+    /// Longest accepted line in bytes.
+    pub max_line_bytes: usize,
+    /// Load files even when their content was loaded before (dedup still applies).
+    pub force: bool,
+    /// A batch also commits once it is this old (and has lines), so reports follow a live
+    /// stream on standard input.
+    pub batch_seconds: f64,
+    /// Store keyed hashes of `ip` and `email` (without it, neither is stored in any form).
+    pub personal_data: Option<PersonalDataHasher>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            batch_lines: DEFAULT_BATCH_LINES,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            force: false,
+            batch_seconds: DEFAULT_BATCH_SECONDS,
+            personal_data: None,
+        }
+    }
+}
+
+/// The run a load belongs to, where it shows progress, and how to reach its database again (a
+/// bulk load builds its indexes on a second session).
+pub struct LoadRun<'a> {
+    pub run_id: i64,
+    pub progress: &'a ProgressBar,
+    pub connection: &'a ConnectionParams,
+}
+
+/// Loads the given files in order, returning what happened to each. `views` provides the
+/// stale-keys queries each batch runs; with `refresh_streams`, a stream (standard input)
+/// refreshes the views after every committed batch, so the reports follow a live log (a
+/// failing refresh is logged and loading goes on).
+pub async fn load_files(
+    client: &mut Client,
+    run: &LoadRun<'_>,
+    paths: &[PathBuf],
+    settings: &ReportSettings,
+    options: &LoadOptions,
+    views: &ViewSet,
+    refresh_streams: bool,
+) -> Result<Vec<FileSummary>> {
+    let LoadRun {
+        run_id,
+        progress,
+        connection,
+    } = *run;
+    let mut cleaner = Cleaner::new(settings.accepted_event_types.clone(), settings.zone());
+    if options.personal_data.is_some() {
+        cleaner = cleaner.capturing_personal_data();
+    }
+    // Into an empty events table, rows are copied without the table's indexes, which are
+    // built once at the end (see `bulk`). A run that dies before that leaves the key missing;
+    // the next command finishes the bulk load before anything else.
+    let bulk = !options.force
+        && !paths.iter().any(|path| source::is_stdin(path))
+        && bulk::is_possible(client).await?;
+    if bulk {
+        bulk::begin(client).await?;
+    }
+    let shared = FileLoad {
+        run_id,
+        cleaner: &cleaner,
+        options,
+        bulk,
+        progress,
+        views,
+        refresh_streams,
+    };
+    let loaded = load_each_file(client, &shared, paths).await;
+    let finished = if bulk {
+        let started = Instant::now();
+        let finished = bulk::finish(client, connection).await;
+        match (&loaded, finished) {
+            (Ok(_), Err(error)) => return Err(error),
+            // The load's own error says what went wrong; the next command finishes the load.
+            (Err(_), Err(error)) => {
+                tracing::debug!("cannot finish the bulk load now: {error:#}");
+                None
+            }
+            (_, Ok(finished)) => {
+                tracing::debug!(
+                    "bulk load finished in {:.3} s: later occurrences removed per load: {finished:?}",
+                    started.elapsed().as_secs_f64()
+                );
+                Some(finished)
+            }
+        }
+    } else {
+        None
+    };
+    let mut summaries = loaded?;
+    // The bulk load counted its duplicates only when it finished.
+    if let Some(finished) = finished {
+        for summary in &mut summaries {
+            let removed = summary
+                .load_id
+                .filter(|_| summary.status == FileStatus::Loaded)
+                .and_then(|load_id| finished.get(&load_id));
+            if let Some(&removed) = removed {
+                summary.counts.loaded = summary.counts.loaded.saturating_sub(removed);
+                summary.counts.duplicates += removed;
+            }
+        }
+    }
+    let loaded: u64 = summaries.iter().map(|summary| summary.counts.loaded).sum();
+    refresh_statistics(client, loaded).await?;
+    Ok(summaries)
+}
+
+/// What the files of one [`load_files`] call share.
+struct FileLoad<'a> {
+    run_id: i64,
+    cleaner: &'a Cleaner,
+    options: &'a LoadOptions,
+    /// Whether rows go straight into `elt.events` (see [`bulk`]).
+    bulk: bool,
+    progress: &'a ProgressBar,
+    /// The views whose stale-keys queries the batches run.
+    views: &'a ViewSet,
+    /// Refresh after every batch of a stream.
+    refresh_streams: bool,
+}
+
+async fn load_each_file(
+    client: &mut Client,
+    shared: &FileLoad<'_>,
+    paths: &[PathBuf],
+) -> Result<Vec<FileSummary>> {
+    let mut summaries = Vec::with_capacity(paths.len());
+    for (position, path) in paths.iter().enumerate() {
+        let summary = file::load_file(client, shared, position as i32 + 1, path)
+            .await
+            .with_context(|| format!("cannot load {}", path.display()))?;
+        summaries.push(summary);
+    }
+    Ok(summaries)
+}
+
+/// Analyzes the events table when a load changed it by more than a tenth, so that the
+/// refresh right after it plans with the indexes (autovacuum would analyze it only later).
+async fn refresh_statistics(client: &Client, loaded: u64) -> Result<()> {
+    if loaded == 0 {
+        return Ok(());
+    }
+    let estimated: f32 = client
+        .query_one(
+            "select reltuples from pg_catalog.pg_class where oid = 'elt.events'::regclass",
+            &[],
+        )
+        .await?
+        .get(0);
+    if estimated <= 0.0 || loaded as f64 > 0.1 * estimated as f64 {
+        client
+            .batch_execute("analyze elt.events")
+            .await
+            .context("cannot analyze elt.events")?;
+    }
+    Ok(())
+}

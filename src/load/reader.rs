@@ -1,0 +1,178 @@
+//! The reader thread: reads lines, classifies them and encodes binary COPY rows while the
+//! database works on the previous chunk, cutting the input into batches.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use bytes::Bytes;
+use indicatif::ProgressBar;
+use tokio::sync::mpsc;
+
+use super::copy::{CopyLayout, CopyTarget, RowEncoder, CHUNK_BYTES};
+use super::LoadOptions;
+use crate::ingest::clean::{Cleaner, LineOutcome};
+use crate::ingest::open::InputLines;
+use crate::ingest::stream::Deadline;
+use crate::ingest::tally::LineTally;
+
+/// Chunks buffered between the reader thread and the database: bounds the loader's memory.
+const CHANNEL_CHUNKS: usize = 4;
+
+/// Counts the reader knows for one batch; the database adds loaded vs duplicate.
+#[derive(Debug, Default)]
+pub(super) struct BatchProgress {
+    /// The batch's lines by outcome.
+    pub(super) tally: LineTally,
+    /// Byte offset just after the batch's last line.
+    pub(super) end_offset: u64,
+    pub(super) last_line_number: u64,
+    pub(super) at_end_of_input: bool,
+    /// Whether the last line of the input ended with `\n` (meaningful at end of input).
+    pub(super) ends_with_newline: bool,
+}
+
+pub(super) enum ReaderMessage {
+    /// Encoded COPY rows of the current batch, for one target.
+    Rows(CopyTarget, Bytes),
+    /// The current batch is complete: every row of it was sent.
+    BatchEnd(BatchProgress),
+    Failed(anyhow::Error),
+}
+
+/// Starts the reader thread for `reader`; its chunks and batch ends arrive on the receiver.
+pub(super) fn spawn_reader(
+    reader: InputLines,
+    deadline: Option<Deadline>,
+    cleaner: &Cleaner,
+    options: &LoadOptions,
+    layout: CopyLayout,
+    progress: &ProgressBar,
+) -> Result<(std::thread::JoinHandle<()>, mpsc::Receiver<ReaderMessage>)> {
+    let (sender, receiver) = mpsc::channel(CHANNEL_CHUNKS);
+    let cleaner = cleaner.clone();
+    let options = options.clone();
+    let progress = progress.clone();
+    let thread = std::thread::Builder::new()
+        .name("campaign-elt-reader".into())
+        .spawn(move || {
+            read_and_encode(
+                reader,
+                deadline.as_ref(),
+                &cleaner,
+                &options,
+                layout,
+                &sender,
+                &progress,
+            )
+        })
+        .context("cannot start the reader thread")?;
+    Ok((thread, receiver))
+}
+
+/// The reader thread: lines → outcomes → binary COPY rows, cut into batches and chunks.
+/// A batch ends after `batch_lines` lines or, once it has lines, after `batch_seconds` —
+/// also while a stream is quiet (`deadline` makes the stream reader give control back).
+fn read_and_encode(
+    mut reader: InputLines,
+    deadline: Option<&Deadline>,
+    cleaner: &Cleaner,
+    options: &LoadOptions,
+    layout: CopyLayout,
+    sender: &mpsc::Sender<ReaderMessage>,
+    progress: &ProgressBar,
+) {
+    let send = |message: ReaderMessage| sender.blocking_send(message).is_ok();
+    let send_rows = |target: CopyTarget, rows: Bytes| send(ReaderMessage::Rows(target, rows));
+    let batch_age = Duration::from_secs_f64(options.batch_seconds.max(0.0));
+    let mut encoder = RowEncoder::new(layout);
+    let mut batch = BatchProgress::default();
+    let mut batch_started = Instant::now();
+    // The number of the last line read and whether it ended with `\n`, across batches (an
+    // empty input has nothing cut).
+    let mut last_line_number = reader.next_line_number().saturating_sub(1);
+    let mut last_line_has_newline = true;
+    loop {
+        let line = match reader.next_line() {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+                // A quiet stream: commit what the batch has.
+                if let Some(deadline) = deadline {
+                    deadline.clear();
+                }
+                if batch.tally.lines > 0 {
+                    batch.end_offset = reader.offset();
+                    batch.last_line_number = last_line_number;
+                    batch.ends_with_newline = last_line_has_newline;
+                    if !break_batch(&mut encoder, &mut batch, &send) {
+                        return;
+                    }
+                }
+                continue;
+            }
+            Err(error) => {
+                send(ReaderMessage::Failed(anyhow!(error).context(format!(
+                    "read error after line {last_line_number}"
+                ))));
+                return;
+            }
+        };
+        if batch.tally.lines == 0 {
+            batch_started = Instant::now();
+            if let Some(deadline) = deadline {
+                deadline.set(batch_started + batch_age);
+            }
+        }
+        last_line_number = line.number;
+        last_line_has_newline = line.has_newline;
+        let outcome = cleaner.classify(&line);
+        batch.tally.count(&outcome);
+        match outcome {
+            LineOutcome::Blank => {}
+            LineOutcome::Event(event) => encoder.event(
+                line.number,
+                &event,
+                &cleaner.accepted_event_types()[event.event_type],
+                options.personal_data.as_ref(),
+            ),
+            LineOutcome::Rejected { reason, detail } => {
+                encoder.reject(line.number, reason.code(), &detail, line.bytes, line.length)
+            }
+        }
+        let end_offset = reader.offset();
+        if batch.tally.lines >= options.batch_lines || batch_started.elapsed() >= batch_age {
+            batch.end_offset = end_offset;
+            batch.last_line_number = last_line_number;
+            batch.ends_with_newline = last_line_has_newline;
+            if let Some(deadline) = deadline {
+                deadline.clear();
+            }
+            if !break_batch(&mut encoder, &mut batch, &send) {
+                return;
+            }
+            progress.set_position(end_offset);
+        } else if encoder.rows.len() >= CHUNK_BYTES || encoder.rejects.len() >= CHUNK_BYTES {
+            if !encoder.flush(CHUNK_BYTES, &send_rows) {
+                return;
+            }
+            progress.set_position(end_offset);
+        }
+    }
+    batch.at_end_of_input = true;
+    batch.end_offset = reader.offset();
+    batch.last_line_number = last_line_number;
+    batch.ends_with_newline = last_line_has_newline;
+    progress.set_position(batch.end_offset);
+    break_batch(&mut encoder, &mut batch, &send);
+}
+
+/// Ends the current batch: the remaining rows, then the batch's counts.
+/// Returns false when the database side has gone away.
+fn break_batch(
+    encoder: &mut RowEncoder,
+    batch: &mut BatchProgress,
+    send: &dyn Fn(ReaderMessage) -> bool,
+) -> bool {
+    encoder.flush(1, &|target, rows| send(ReaderMessage::Rows(target, rows)))
+        && send(ReaderMessage::BatchEnd(std::mem::take(batch)))
+}

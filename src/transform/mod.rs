@@ -1,0 +1,21 @@
+//! Transform: runs the analysts' SQL in `views/` inside PostgreSQL — builds, refreshes and tests it.
+//!
+//! Each `views/<schema>/<name>.sql` defines the relation `<schema>.<name>`; a header line
+//! `-- materialized: view | table | incremental | materialized view` says how it is kept.
+//! `views/tests/<name>.sql` are data tests: queries that return offending rows.
+//!
+//! The parts: [`views`] (the files) → [`plan`] (what a refresh executes; pure) → [`refresh`]
+//! (executing it) and [`data_tests`].
+
+mod data_tests;
+mod plan;
+mod refresh;
+mod views;
+
+pub use data_tests::run_data_tests;
+pub use plan::{plan_refresh, Action, ManagedRelation, PlanStep, RefreshOptions, RefreshPlan, Why};
+pub use refresh::{dry_run, refresh};
+pub use views::{DataTest, Materialization, Model, StaleKeys, ViewSet};
+
+#[cfg(test)]
+mod tests;

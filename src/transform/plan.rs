@@ -1,0 +1,339 @@
+//! The refresh plan: from the files and what the tool built before, every statement one refresh
+//! executes, in order, and why — pure, shared by `--dry-run` and the real refresh.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{Context, Result};
+use tokio_postgres::GenericClient;
+
+use super::views::*;
+use crate::db::{quote_ident, quote_relation};
+
+/// What the refresh should do.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RefreshOptions {
+    /// Rebuild every relation from all events (also when the settings changed).
+    pub full_refresh: bool,
+}
+
+/// A relation the tool created earlier, as recorded in `elt.managed_relations`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedRelation {
+    /// `schema.name`.
+    pub relation: String,
+    pub materialized: Materialization,
+    pub checksum: String,
+    /// The file it was built from, relative to its views directory.
+    pub source_path: String,
+}
+
+/// The relations the tool created, newest first: the reverse of an order they could be built in
+/// (a relation is always rebuilt after what it reads), so a safe order to drop them in.
+pub(super) async fn managed_relations(client: &impl GenericClient) -> Result<Vec<ManagedRelation>> {
+    let rows = client
+        .query(
+            "select relation_name, materialized, checksum, source_path from elt.managed_relations
+             order by built_at desc, relation_name desc",
+            &[],
+        )
+        .await
+        .context("cannot read elt.managed_relations")?;
+    Ok(rows
+        .iter()
+        .map(|row| ManagedRelation {
+            relation: row.get(0),
+            materialized: Materialization::parse(row.get(1)).unwrap_or(Materialization::Table),
+            checksum: row.get(2),
+            source_path: row.get(3),
+        })
+        .collect())
+}
+
+/// Why a step of a refresh runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Why {
+    /// Claims the queued stale keys as `stale_ranges`.
+    StaleKeys,
+    /// The file has no relation yet.
+    New,
+    /// The file's checksum (or materialization) differs from the one its relation was built from.
+    Changed,
+    /// `--full-refresh` (or a settings change) rebuilds everything.
+    FullRefresh,
+    /// A relation this file reads is rebuilt.
+    DependsOn(String),
+    /// The file is gone: its relation is dropped.
+    Removed,
+    /// Unchanged: kept up to date as its materialization says.
+    Refresh,
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Why::StaleKeys => write!(f, "claim the queued stale keys as stale_ranges"),
+            Why::New => write!(f, "new"),
+            Why::Changed => write!(f, "changed"),
+            Why::FullRefresh => write!(f, "full refresh"),
+            Why::DependsOn(relation) => write!(f, "depends on {relation}"),
+            Why::Removed => write!(f, "file removed"),
+            Why::Refresh => write!(f, "refresh"),
+        }
+    }
+}
+
+/// What a step does, besides running its statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Defines `stale_ranges` for this refresh.
+    Prepare,
+    /// Drops a relation the tool created (and forgets it).
+    Drop,
+    /// Builds (`rebuild`) or refreshes the model `views.models[model]`.
+    Build { model: usize, rebuild: bool },
+}
+
+/// One step of a refresh: the statements run for one file.
+#[derive(Debug, Clone)]
+pub struct PlanStep {
+    /// The file, relative to its views directory (`campaign-elt` for the tool's own statements).
+    pub path: String,
+    /// The relation the step works on (empty for [`Action::Prepare`]).
+    pub relation: String,
+    pub why: Why,
+    pub action: Action,
+    pub statements: Vec<String>,
+}
+
+/// Everything one refresh executes, in order. Computed by [`plan_refresh`] from the files and the
+/// relations recorded in the database; executed by [`refresh`], printed by [`dry_run`].
+#[derive(Debug, Clone)]
+pub struct RefreshPlan {
+    pub full_refresh: bool,
+    pub steps: Vec<PlanStep>,
+}
+
+impl RefreshPlan {
+    /// Relations built whole by this plan, in build order.
+    pub fn rebuilt(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .filter(|step| matches!(step.action, Action::Build { rebuild: true, .. }))
+            .map(|step| step.relation.clone())
+            .collect()
+    }
+
+    /// Relations dropped for good (their file is gone).
+    pub fn dropped(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .filter(|step| step.action == Action::Drop && step.why == Why::Removed)
+            .map(|step| step.relation.clone())
+            .collect()
+    }
+
+    /// The plan as SQL text: every statement after a `-- <file> (<why>)` comment.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for step in &self.steps {
+            for statement in &step.statements {
+                out.push_str(&format!(
+                    "-- {} ({})\n{};\n\n",
+                    step.path, step.why, statement
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// Decides what a refresh does: drop the relations of removed files (newest first), drop what
+/// must be rebuilt (new or changed files and everything downstream of them; dependents first),
+/// then build or refresh every model in dependency order. Pure: the same plan is executed by
+/// [`refresh`] and printed by [`dry_run`].
+pub fn plan_refresh(
+    views: &ViewSet,
+    managed: &[ManagedRelation],
+    full_refresh: bool,
+) -> RefreshPlan {
+    let recorded: BTreeMap<&str, &ManagedRelation> = managed
+        .iter()
+        .map(|relation| (relation.relation.as_str(), relation))
+        .collect();
+    let mut rebuild: BTreeMap<&str, Why> = BTreeMap::new();
+    for model in &views.models {
+        let why = match recorded.get(model.relation.as_str()) {
+            None => Some(Why::New),
+            Some(relation)
+                if relation.checksum != model.checksum
+                    || relation.materialized != model.materialized =>
+            {
+                Some(Why::Changed)
+            }
+            Some(_) if full_refresh => Some(Why::FullRefresh),
+            Some(_) => model
+                .depends_on
+                .iter()
+                .find(|dep| rebuild.contains_key(dep.as_str()))
+                .map(|dep| Why::DependsOn(dep.clone())),
+        };
+        if let Some(why) = why {
+            rebuild.insert(&model.relation, why);
+        }
+    }
+
+    let mut steps = vec![PlanStep {
+        path: "campaign-elt".into(),
+        relation: String::new(),
+        why: Why::StaleKeys,
+        action: Action::Prepare,
+        statements: PREPARE_STALE_RANGES.iter().map(|s| s.to_string()).collect(),
+    }];
+    let drop = |relation: &ManagedRelation, path: &str, why: Why| PlanStep {
+        path: path.to_owned(),
+        relation: relation.relation.clone(),
+        why,
+        action: Action::Drop,
+        statements: vec![format!(
+            "drop {} if exists {}",
+            relation.materialized.drop_keyword(),
+            quote_relation(&relation.relation)
+        )],
+    };
+    let present: BTreeSet<&str> = views.models.iter().map(|m| m.relation.as_str()).collect();
+    for relation in managed {
+        if !present.contains(relation.relation.as_str()) {
+            steps.push(drop(relation, &relation.source_path, Why::Removed));
+        }
+    }
+    for model in views.models.iter().rev() {
+        if let (Some(why), Some(relation)) = (
+            rebuild.get(model.relation.as_str()),
+            recorded.get(model.relation.as_str()),
+        ) {
+            steps.push(drop(relation, &model.path, why.clone()));
+        }
+    }
+    for (index, model) in views.models.iter().enumerate() {
+        let why = rebuild.get(model.relation.as_str());
+        let statements = model_statements(model, why.is_some());
+        if statements.is_empty() {
+            continue; // an unchanged view: nothing to do
+        }
+        steps.push(PlanStep {
+            path: model.path.clone(),
+            relation: model.relation.clone(),
+            why: why.cloned().unwrap_or(Why::Refresh),
+            action: Action::Build {
+                model: index,
+                rebuild: why.is_some(),
+            },
+            statements,
+        });
+    }
+    RefreshPlan {
+        full_refresh,
+        steps,
+    }
+}
+
+/// The statements that build or refresh one model.
+pub(super) fn model_statements(model: &Model, rebuild: bool) -> Vec<String> {
+    let relation = quote_relation(&model.relation);
+    let sql = &model.sql;
+    let unique_index = |statements: &mut Vec<String>| {
+        if !model.unique_key.is_empty() {
+            let columns: Vec<String> = model.unique_key.iter().map(|c| quote_ident(c)).collect();
+            let index_name =
+                quote_ident(&format!("{}_unique_key", model.relation.replace('.', "_")));
+            statements.push(format!(
+                "create unique index {index_name} on {relation} ({})",
+                columns.join(", ")
+            ));
+        }
+    };
+    let mut statements = Vec::new();
+    if rebuild {
+        let schema = model.relation.split('.').next().unwrap_or("public");
+        statements.push(format!(
+            "create schema if not exists {}",
+            quote_ident(schema)
+        ));
+    }
+    match (model.materialized, rebuild) {
+        (Materialization::View, true) => {
+            statements.push(format!("create view {relation} as\n{sql}"))
+        }
+        (Materialization::View, false) => {}
+        (Materialization::Table, true) => {
+            statements.push(format!("create table {relation} as\n{sql}"));
+            unique_index(&mut statements);
+        }
+        (Materialization::Table, false) => {
+            statements.push(format!("truncate {relation}"));
+            statements.push(format!("insert into {relation}\n{sql}"));
+        }
+        (Materialization::Incremental, true) => {
+            statements.extend(FULL_REFRESH_SCOPE.iter().map(|s| s.to_string()));
+            statements.push(format!("create table {relation} as\n{sql}"));
+            unique_index(&mut statements);
+            statements.extend(INCREMENTAL_REFRESH_SCOPE.iter().map(|s| s.to_string()));
+        }
+        (Materialization::Incremental, false) => {
+            statements.push(format!(
+                "delete from {relation} as target using stale_ranges \
+                 where target.customer_id = stale_ranges.customer_id \
+                 and target.hour >= stale_ranges.starts_at and target.hour < stale_ranges.ends_at"
+            ));
+            statements.push(format!(
+                "insert into {relation}\nselect model.* from (\n{sql}\n) as model \
+                 where exists (select 1 from stale_ranges where stale_ranges.customer_id = model.customer_id \
+                 and model.hour >= stale_ranges.starts_at and model.hour < stale_ranges.ends_at)"
+            ));
+        }
+        (Materialization::MaterializedView, true) => {
+            statements.push(format!("create materialized view {relation} as\n{sql}"));
+            unique_index(&mut statements);
+        }
+        (Materialization::MaterializedView, false) => {
+            if model.unique_key.is_empty() {
+                statements.push(format!("refresh materialized view {relation}"));
+            } else {
+                statements.push(format!("refresh materialized view concurrently {relation}"));
+            }
+        }
+    }
+    statements
+}
+
+/// What an incremental model reads while it is built whole: every range, in full-refresh mode.
+pub(super) const FULL_REFRESH_SCOPE: [&str; 2] = [
+    "create or replace temporary view stale_ranges as select * from elt_all_ranges",
+    "create or replace temporary view refresh_mode as select true as is_full_refresh",
+];
+
+/// What an incremental model reads while it is refreshed: the claimed stale ranges.
+pub(super) const INCREMENTAL_REFRESH_SCOPE: [&str; 2] = [
+    "create or replace temporary view stale_ranges as select * from elt_queued_ranges",
+    "create or replace temporary view refresh_mode as select false as is_full_refresh",
+];
+
+/// Prepares the stale key ranges of this refresh: claims the durable queue (restored if the
+/// refresh rolls back) and defines `stale_ranges (customer_id, starts_at, ends_at)` and
+/// `refresh_mode (is_full_refresh)` (a constant, so that PostgreSQL plans only the branch of a
+/// model that applies).
+pub(super) const PREPARE_STALE_RANGES: [&str; 6] = [
+    "create temporary table elt_queued_ranges on commit drop as
+with claimed as (
+    delete from elt.stale_keys returning customer_id, hour
+)
+select distinct customer_id, hour as starts_at, hour + interval '1 hour' as ends_at
+from claimed",
+    "analyze elt_queued_ranges",
+    "create temporary table elt_all_ranges on commit drop as
+select customer_id, '-infinity'::timestamptz as starts_at, 'infinity'::timestamptz as ends_at
+from (select distinct customer_id from elt.events) as customers",
+    "analyze elt_all_ranges",
+    INCREMENTAL_REFRESH_SCOPE[0],
+    INCREMENTAL_REFRESH_SCOPE[1],
+];

@@ -1,0 +1,248 @@
+//! Executes a refresh plan in one transaction: claims the stale keys, rebuilds or recomputes each
+//! relation, records what it built and the refresh itself.
+
+use std::io::Write;
+
+use anyhow::{bail, Context, Result};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Transaction};
+
+use super::plan::*;
+use super::views::*;
+use crate::db::database_message;
+use crate::report::summary::RefreshSummary;
+use crate::report_settings::{self, RequestedSettings};
+
+/// Builds what changed and refreshes the rest for the stale keys, in one transaction.
+pub async fn refresh(
+    client: &mut Client,
+    views: &ViewSet,
+    run_id: Option<i64>,
+    options: RefreshOptions,
+) -> Result<RefreshSummary> {
+    let transaction = client.transaction().await?;
+    // A settings change that no refresh has completed yet makes this one a full refresh.
+    let pending: bool = transaction
+        .query_opt("select full_refresh_pending from elt.settings", &[])
+        .await?
+        .is_some_and(|row| row.get(0));
+    let managed = managed_relations(&transaction).await?;
+    let plan = plan_refresh(views, &managed, options.full_refresh || pending);
+    for step in &plan.steps {
+        execute_step(&transaction, views, step).await?;
+    }
+    if plan.full_refresh {
+        transaction
+            .execute("update elt.settings set full_refresh_pending = false", &[])
+            .await?;
+    }
+
+    let full_refresh = plan.full_refresh;
+    let rebuilt = plan.rebuilt();
+    let row = transaction
+        .query_one(
+            "with recorded as (
+                 insert into elt.refreshes (run_id, is_full_refresh, recomputed_keys, events_read, rebuilt_relations, finished_at)
+                 select $1, $2,
+                     (select count(*) from elt_queued_ranges),
+                     case when $2 then (select count(*) from elt.events)
+                          else (select count(*) from elt_queued_ranges as ranges
+                                inner join elt.events
+                                    on events.customer_id = ranges.customer_id
+                                    and events.fired_at >= ranges.starts_at
+                                    and events.fired_at < ranges.ends_at)
+                     end,
+                     $3, clock_timestamp()
+                 returning refresh_id, recomputed_keys, events_read
+             )
+             select * from recorded",
+            &[&run_id, &full_refresh, &rebuilt],
+        )
+        .await?;
+    let refresh_id: i64 = row.get(0);
+    transaction
+        .execute(
+            "insert into elt.refresh_keys (refresh_id, customer_id, hour)
+             select $1, customer_id, starts_at from elt_queued_ranges",
+            &[&refresh_id],
+        )
+        .await?;
+    transaction
+        .commit()
+        .await
+        .context("cannot commit the refresh")?;
+    Ok(RefreshSummary {
+        refresh_id,
+        full_refresh,
+        recomputed_keys: row.get(1),
+        events_read: row.get(2),
+        rebuilt_relations: rebuilt,
+        dropped_relations: plan.dropped(),
+    })
+}
+
+/// Runs one step of a plan and keeps `elt.managed_relations` in line with it.
+pub(super) async fn execute_step(
+    transaction: &Transaction<'_>,
+    views: &ViewSet,
+    step: &PlanStep,
+) -> Result<()> {
+    match step.action {
+        Action::Prepare => {
+            for statement in &step.statements {
+                transaction
+                    .batch_execute(statement)
+                    .await
+                    .context("cannot claim the stale keys")?;
+            }
+        }
+        Action::Drop => {
+            for statement in &step.statements {
+                if let Err(error) = transaction.batch_execute(statement).await {
+                    let verb = if step.why == Why::Removed {
+                        "drop"
+                    } else {
+                        "rebuild"
+                    };
+                    if error.code() == Some(&SqlState::DEPENDENT_OBJECTS_STILL_EXIST) {
+                        let detail = error
+                            .as_db_error()
+                            .and_then(|db| db.detail())
+                            .unwrap_or("other objects depend on it");
+                        bail!(
+                            "{}: cannot {verb} {} ({}): {}; campaign-elt never drops objects it did not create \
+                             and never cascades: drop or move them, refresh, then re-create them",
+                            step.path,
+                            step.relation,
+                            step.why,
+                            detail.replace('\n', "; ")
+                        );
+                    }
+                    bail!(
+                        "{}: cannot drop {}: {}",
+                        step.path,
+                        step.relation,
+                        database_message(&error)
+                    );
+                }
+            }
+            transaction
+                .execute(
+                    "delete from elt.managed_relations where relation_name = $1",
+                    &[&step.relation],
+                )
+                .await?;
+        }
+        Action::Build { model, rebuild } => {
+            let model = &views.models[model];
+            for statement in &step.statements {
+                execute_model_statement(transaction, model, statement).await?;
+            }
+            if rebuild {
+                transaction
+                    .execute(
+                        "insert into elt.managed_relations (relation_name, materialized, checksum, source_path)
+                         values ($1, $2, $3, $4)
+                         on conflict (relation_name) do update set
+                             materialized = excluded.materialized, checksum = excluded.checksum,
+                             source_path = excluded.source_path, built_at = clock_timestamp()",
+                        &[&model.relation, &model.materialized.name(), &model.checksum, &model.path],
+                    )
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prints on `out` the statements a refresh would execute now, in order, each after a
+/// `-- <file> (<why>)` comment. Changes nothing: the plan is computed, not executed (the settings
+/// check runs in a transaction that is rolled back).
+pub async fn dry_run(
+    client: &mut Client,
+    views: &ViewSet,
+    requested: &RequestedSettings,
+    full_refresh: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let transaction = client.transaction().await?;
+    let migrated: bool = transaction
+        .query_one(
+            "select to_regclass('elt.managed_relations') is not null and to_regclass('elt.settings') is not null",
+            &[],
+        )
+        .await?
+        .get(0);
+    let (managed, settings_changed, stale_keys) = if migrated {
+        let pinned = report_settings::pin(&transaction, requested, full_refresh).await?;
+        let stale_keys: i64 = transaction
+            .query_one(
+                "select count(*) from (select distinct customer_id, hour from elt.stale_keys) as keys",
+                &[],
+            )
+            .await?
+            .get(0);
+        (
+            managed_relations(&transaction).await?,
+            pinned.changed,
+            stale_keys,
+        )
+    } else {
+        eprintln!("dry run: the database is not migrated yet; a real run migrates it first");
+        (Vec::new(), false, 0)
+    };
+    transaction.rollback().await?;
+
+    let plan = plan_refresh(views, &managed, full_refresh || settings_changed);
+    write!(out, "{}", plan.render())?;
+    writeln!(
+        out,
+        "-- campaign-elt: record the rebuilt files in elt.managed_relations and the refresh in \
+         elt.refreshes, commit, then run {} data test(s)",
+        views.tests.len()
+    )?;
+    eprintln!(
+        "dry run (views: {}): {} step(s), {} relation(s) to rebuild, {} to drop, {} stale key(s) queued{}; \
+         nothing was loaded or changed",
+        views.origin,
+        plan.steps.len(),
+        plan.rebuilt().len(),
+        plan.dropped().len(),
+        stale_keys,
+        if settings_changed { ", settings change: full refresh" } else { "" }
+    );
+    Ok(())
+}
+
+pub(super) async fn execute_model_statement(
+    transaction: &Transaction<'_>,
+    model: &Model,
+    statement: &str,
+) -> Result<()> {
+    if let Err(error) = transaction.batch_execute(statement).await {
+        let location = error
+            .as_db_error()
+            .and_then(|db| match db.position() {
+                Some(tokio_postgres::error::ErrorPosition::Original(position)) => {
+                    Some(*position as usize)
+                }
+                _ => None,
+            })
+            .and_then(|position| line_in_model(statement, &model.sql, position))
+            .map(|line| format!(":{line}"))
+            .unwrap_or_default();
+        bail!("{}{location}: {}", model.path, database_message(&error));
+    }
+    Ok(())
+}
+
+/// Maps a 1-based character position in `statement` to a 1-based line of the model's SQL.
+pub(super) fn line_in_model(statement: &str, sql: &str, position: usize) -> Option<usize> {
+    let offset = statement.find(sql)?;
+    let byte = statement
+        .char_indices()
+        .nth(position.checked_sub(1)?)
+        .map(|(index, _)| index)?;
+    let within = byte.checked_sub(offset)?;
+    (within <= sql.len()).then(|| sql[..within].matches('\n').count() + 1)
+}

@@ -1,0 +1,485 @@
+//! The view set: reads the SQL files of `views/` (a directory or the set built into the binary),
+//! their header lines, and the order they depend on each other in.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use include_dir::{include_dir, Dir};
+
+/// The report definitions built into the binary (the repository's `views/`).
+pub(super) static BUILT_IN_VIEWS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/views");
+
+/// Directory of data tests inside a views directory.
+pub(super) const TESTS_DIRECTORY: &str = "tests";
+/// Columns every incremental relation is keyed by.
+pub(super) const INCREMENTAL_KEY: [&str; 2] = ["customer_id", "hour"];
+
+/// How a view file is kept in the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Materialization {
+    View,
+    Table,
+    Incremental,
+    MaterializedView,
+}
+
+impl Materialization {
+    pub fn name(self) -> &'static str {
+        match self {
+            Materialization::View => "view",
+            Materialization::Table => "table",
+            Materialization::Incremental => "incremental",
+            Materialization::MaterializedView => "materialized view",
+        }
+    }
+
+    pub(super) fn parse(value: &str) -> Option<Self> {
+        match value
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "view" => Some(Materialization::View),
+            "table" => Some(Materialization::Table),
+            "incremental" => Some(Materialization::Incremental),
+            "materialized view" | "materialized_view" => Some(Materialization::MaterializedView),
+            _ => None,
+        }
+    }
+
+    pub(super) fn drop_keyword(self) -> &'static str {
+        match self {
+            Materialization::View => "view",
+            Materialization::Table | Materialization::Incremental => "table",
+            Materialization::MaterializedView => "materialized view",
+        }
+    }
+}
+
+/// One relation defined by a file.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// `schema.name`, lowercase.
+    pub relation: String,
+    /// Path relative to the views directory, e.g. `reports/page_loads.sql`.
+    pub path: String,
+    pub sql: String,
+    pub materialized: Materialization,
+    /// Columns of the unique index (`-- unique_key: a, b`); incremental models default to
+    /// `customer_id, hour`.
+    pub unique_key: Vec<String>,
+    pub checksum: String,
+    /// Other models this one reads, by relation name.
+    pub depends_on: BTreeSet<String>,
+    /// The query for the report keys that changed events make stale beyond their own
+    /// (`-- stale keys: FILE`, beside the model): the model's attribution rule seen from a new
+    /// page load. Part of the model's checksum.
+    pub stale_keys: Option<StaleKeys>,
+}
+
+/// A model's stale-keys query: `(customer_id, hour)` rows selected from `changed_events`,
+/// `elt.events` and `elt.settings`, queued with every batch (see `load::merge`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleKeys {
+    /// Path relative to the views directory.
+    pub path: String,
+    pub sql: String,
+}
+
+/// The header key that names a model's stale-keys file.
+const STALE_KEYS_HEADER: &str = "stale keys";
+
+/// A data test: a query whose rows are offences.
+#[derive(Debug, Clone)]
+pub struct DataTest {
+    pub name: String,
+    pub path: String,
+    pub sql: String,
+}
+
+/// The models of a views directory in dependency order, and its data tests.
+#[derive(Debug, Clone)]
+pub struct ViewSet {
+    /// Where the files came from (`built-in` or a directory).
+    pub origin: String,
+    pub models: Vec<Model>,
+    pub tests: Vec<DataTest>,
+}
+
+impl ViewSet {
+    /// Reads `dir`, or the built-in set when `dir` is `None`.
+    pub fn load(dir: Option<&Path>) -> Result<ViewSet> {
+        let files = match dir {
+            Some(dir) => read_directory(dir)?,
+            None => {
+                let mut files = Vec::new();
+                collect_embedded(&BUILT_IN_VIEWS, &mut files);
+                files
+            }
+        };
+        let origin = dir.map_or_else(|| "built-in".to_owned(), |dir| dir.display().to_string());
+        let views = ViewSet::from_files(origin, files)?;
+        if dir.is_some() {
+            views.check_stale_keys_against(&ViewSet::load(None)?)?;
+        }
+        Ok(views)
+    }
+
+    /// The stale-keys queries of the models that declare one.
+    pub fn stale_key_queries(&self) -> impl Iterator<Item = &StaleKeys> {
+        self.models
+            .iter()
+            .filter_map(|model| model.stale_keys.as_ref())
+    }
+
+    /// An analyst's copy of a built-in model that has a stale-keys file must declare one too:
+    /// without it, new page loads would not make the hours of their clicks stale, and
+    /// incremental refreshes would silently disagree with full ones.
+    fn check_stale_keys_against(&self, built_in: &ViewSet) -> Result<()> {
+        for model in &self.models {
+            let built_in_model = built_in
+                .models
+                .iter()
+                .find(|candidate| candidate.relation == model.relation);
+            if let (None, Some(StaleKeys { path, .. })) = (
+                &model.stale_keys,
+                built_in_model.and_then(|candidate| candidate.stale_keys.as_ref()),
+            ) {
+                let file = path.rsplit('/').next().unwrap_or(path);
+                bail!(
+                    "{}/{}: declares no stale-keys file, but the built-in {} has one: add the header \
+                     line `-- {STALE_KEYS_HEADER}: {file}` and copy {path} from the project's views/ \
+                     directory beside it (it holds the report keys a new page load makes stale)",
+                    self.origin,
+                    model.path,
+                    model.relation,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds a view set from `(relative path, contents)` pairs.
+    pub fn from_files(origin: String, mut files: Vec<(String, String)>) -> Result<ViewSet> {
+        files.sort();
+        let mut stale_keys_files = declared_stale_keys(&files)?;
+        let stale_keys_paths: BTreeSet<String> = stale_keys_files
+            .values()
+            .map(|declared| declared.path.clone())
+            .collect();
+        let mut models = Vec::new();
+        let mut tests = Vec::new();
+        for (path, sql) in files {
+            if stale_keys_paths.contains(&path) {
+                continue;
+            }
+            let parts: Vec<&str> = path.trim_end_matches(".sql").split('/').collect();
+            match parts.as_slice() {
+                [TESTS_DIRECTORY, name] => {
+                    check_identifier(name, &path)?;
+                    tests.push(DataTest { name: name.to_string(), path: path.clone(), sql });
+                }
+                [_, name] if name.ends_with(".stale_keys") => bail!(
+                    "{path}: no model declares this stale-keys file (its model needs the header line \
+                     `-- {STALE_KEYS_HEADER}: {}`)",
+                    path.rsplit('/').next().unwrap_or(&path)
+                ),
+                [schema, name] => {
+                    check_identifier(schema, &path)?;
+                    check_identifier(name, &path)?;
+                    let stale_keys = stale_keys_files.remove(&path);
+                    let model = parse_model(&format!("{schema}.{name}"), &path, sql)?;
+                    models.push(model.with_stale_keys(stale_keys));
+                }
+                _ => bail!(
+                    "{path}: a view file must be <schema>/<relation>.sql or {TESTS_DIRECTORY}/<test>.sql"
+                ),
+            }
+        }
+        let names: BTreeSet<String> = models.iter().map(|model| model.relation.clone()).collect();
+        for model in &mut models {
+            let code = strip_comments_and_strings(&model.sql).to_ascii_lowercase();
+            model.depends_on = names
+                .iter()
+                .filter(|name| **name != model.relation && references(&code, name))
+                .cloned()
+                .collect();
+        }
+        let models = topological_order(models)?;
+        Ok(ViewSet {
+            origin,
+            models,
+            tests,
+        })
+    }
+}
+
+/// The stale-keys files the models declare (`-- stale keys: FILE`, a path relative to the
+/// model's directory), by the declaring model's path. A declared file that is missing fails
+/// with both names.
+fn declared_stale_keys(files: &[(String, String)]) -> Result<BTreeMap<String, StaleKeys>> {
+    let mut declared = BTreeMap::new();
+    for (path, sql) in files {
+        let Some(file) = header_value(sql, STALE_KEYS_HEADER) else {
+            continue;
+        };
+        let directory = path.rsplit_once('/').map_or("", |(directory, _)| directory);
+        let stale_path = match directory {
+            "" => file.to_owned(),
+            directory => format!("{directory}/{file}"),
+        };
+        let stale_sql = files
+            .iter()
+            .find(|(candidate, _)| *candidate == stale_path)
+            .map(|(_, sql)| sql.clone())
+            .ok_or_else(|| {
+                anyhow!("{path}: its stale-keys file {stale_path} is missing (declared by `-- {STALE_KEYS_HEADER}: {file}`)")
+            })?;
+        declared.insert(
+            path.clone(),
+            StaleKeys {
+                path: stale_path,
+                sql: stale_sql.trim_end().trim_end_matches(';').to_owned(),
+            },
+        );
+    }
+    Ok(declared)
+}
+
+/// The value of a `-- key: value` line in the file's leading comment block.
+fn header_value<'a>(sql: &'a str, key: &str) -> Option<&'a str> {
+    sql.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map_while(|line| line.strip_prefix("--"))
+        .filter_map(|comment| comment.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case(key))
+        .map(|(_, value)| value.trim())
+}
+
+impl Model {
+    /// Attaches the model's stale-keys query; its text becomes part of the model's checksum.
+    fn with_stale_keys(mut self, stale_keys: Option<StaleKeys>) -> Model {
+        if let Some(stale_keys) = &stale_keys {
+            let mut hasher = blake3::Hasher::new();
+            hasher.update(self.checksum.as_bytes());
+            hasher.update(b"\0stale keys\0");
+            hasher.update(stale_keys.sql.as_bytes());
+            self.checksum = hasher.finalize().to_hex()[..32].to_owned();
+        }
+        self.stale_keys = stale_keys;
+        self
+    }
+}
+
+pub(super) fn read_directory(dir: &Path) -> Result<Vec<(String, String)>> {
+    let mut files = Vec::new();
+    let mut pending = vec![PathBuf::new()];
+    while let Some(relative) = pending.pop() {
+        let absolute = dir.join(&relative);
+        let entries = std::fs::read_dir(&absolute)
+            .with_context(|| format!("cannot read views directory {}", absolute.display()))?;
+        for entry in entries {
+            let entry = entry?;
+            let relative = relative.join(entry.file_name());
+            if entry.file_type()?.is_dir() {
+                pending.push(relative);
+            } else if relative.extension().is_some_and(|ext| ext == "sql") {
+                let text = std::fs::read_to_string(dir.join(&relative))
+                    .with_context(|| format!("cannot read {}", dir.join(&relative).display()))?;
+                files.push((relative.to_string_lossy().replace('\\', "/"), text));
+            }
+        }
+    }
+    Ok(files)
+}
+
+pub(super) fn collect_embedded(dir: &Dir<'_>, files: &mut Vec<(String, String)>) {
+    for file in dir.files() {
+        if file.path().extension().is_some_and(|ext| ext == "sql") {
+            if let Some(text) = file.contents_utf8() {
+                files.push((file.path().to_string_lossy().into_owned(), text.to_owned()));
+            }
+        }
+    }
+    for sub in dir.dirs() {
+        collect_embedded(sub, files);
+    }
+}
+
+pub(super) fn check_identifier(name: &str, path: &str) -> Result<()> {
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !valid {
+        bail!("{path}: {name:?} is not a plain lowercase SQL name ([a-z_][a-z0-9_]*)");
+    }
+    Ok(())
+}
+
+pub(super) fn parse_model(relation: &str, path: &str, sql: String) -> Result<Model> {
+    let mut materialized = None;
+    let mut unique_key = None;
+    for line in sql.lines() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() {
+            continue;
+        }
+        let Some(comment) = trimmed.strip_prefix("--") else {
+            break;
+        };
+        if let Some((key, value)) = comment.split_once(':') {
+            match key.trim().to_ascii_lowercase().as_str() {
+                "materialized" => {
+                    materialized = Some(Materialization::parse(value).ok_or_else(|| {
+                        anyhow!(
+                            "{path}: unknown materialization {:?} (use view, table, incremental or materialized view)",
+                            value.trim()
+                        )
+                    })?)
+                }
+                "unique_key" => {
+                    unique_key = Some(
+                        value
+                            .split(',')
+                            .map(|column| column.trim().to_ascii_lowercase())
+                            .filter(|column| !column.is_empty())
+                            .collect::<Vec<_>>(),
+                    )
+                }
+                _ => {}
+            }
+        }
+    }
+    let materialized = materialized
+        .ok_or_else(|| anyhow!("{path}: missing the header line `-- materialized: view|table|incremental|materialized view`"))?;
+    let unique_key = match (materialized, unique_key) {
+        (_, Some(key)) => key,
+        (Materialization::Incremental, None) => {
+            INCREMENTAL_KEY.iter().map(|c| c.to_string()).collect()
+        }
+        (_, None) => Vec::new(),
+    };
+    if materialized == Materialization::Incremental
+        && !INCREMENTAL_KEY
+            .iter()
+            .all(|c| unique_key.iter().any(|k| k == c))
+    {
+        bail!("{path}: an incremental relation is keyed by customer_id and hour; its unique_key must include both");
+    }
+    let body = sql.trim_end().trim_end_matches(';').to_owned();
+    let checksum = blake3::hash(sql.as_bytes()).to_hex()[..32].to_owned();
+    Ok(Model {
+        relation: relation.to_owned(),
+        path: path.to_owned(),
+        sql: body,
+        materialized,
+        unique_key,
+        checksum,
+        depends_on: BTreeSet::new(),
+        stale_keys: None,
+    })
+}
+
+/// Removes `--` and `/* */` comments and the contents of string literals, so that names in them
+/// do not count as references.
+pub(super) fn strip_comments_and_strings(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '-' if chars.peek() == Some(&'-') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        out.push('\n');
+                        break;
+                    }
+                }
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut previous = ' ';
+                for c in chars.by_ref() {
+                    if previous == '*' && c == '/' {
+                        break;
+                    }
+                    previous = c;
+                }
+                out.push(' ');
+            }
+            '\'' => {
+                for c in chars.by_ref() {
+                    if c == '\'' {
+                        break;
+                    }
+                }
+                out.push_str("''");
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Whether `code` mentions `schema.name` as a whole word (optionally with quoted parts).
+pub(super) fn references(code: &str, relation: &str) -> bool {
+    let (schema, name) = relation.split_once('.').unwrap_or(("", relation));
+    let spellings = [
+        format!("{schema}.{name}"),
+        format!("\"{schema}\".\"{name}\""),
+        format!("\"{schema}\".{name}"),
+        format!("{schema}.\"{name}\""),
+    ];
+    spellings.iter().any(|spelling| {
+        code.match_indices(spelling.as_str()).any(|(start, _)| {
+            let before = code[..start].chars().next_back();
+            let after = code[start + spelling.len()..].chars().next();
+            let is_word = |c: Option<char>| {
+                c.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.' || c == '"')
+            };
+            !is_word(before) && !is_word(after)
+        })
+    })
+}
+
+/// Orders models so that each comes after what it depends on (ties by path); fails on a cycle.
+pub(super) fn topological_order(models: Vec<Model>) -> Result<Vec<Model>> {
+    let mut remaining: BTreeMap<String, Model> = models
+        .into_iter()
+        .map(|m| (m.relation.clone(), m))
+        .collect();
+    let mut ordered: Vec<Model> = Vec::with_capacity(remaining.len());
+    while !remaining.is_empty() {
+        let ready: Vec<String> = remaining
+            .values()
+            .filter(|model| {
+                model
+                    .depends_on
+                    .iter()
+                    .all(|dep| !remaining.contains_key(dep))
+            })
+            .map(|model| model.relation.clone())
+            .collect();
+        if ready.is_empty() {
+            let cycle: Vec<&str> = remaining
+                .values()
+                .map(|model| model.path.as_str())
+                .collect();
+            bail!(
+                "the view files depend on each other in a cycle: {}",
+                cycle.join(", ")
+            );
+        }
+        for relation in ready {
+            ordered.push(remaining.remove(&relation).expect("ready model is present"));
+        }
+    }
+    Ok(ordered)
+}
