@@ -392,19 +392,19 @@ impl ConnectionParams {
 /// Connects, spawns the connection task (its error is logged) and returns the client.
 ///
 /// Errors name `user@host:port/dbname`, never the password.
-pub async fn connect(settings: &ConnectionParams) -> Result<tokio_postgres::Client> {
-    let context = || format!("cannot connect to {}", settings.display);
-    match settings.tls_check() {
+pub async fn connect(params: &ConnectionParams) -> Result<tokio_postgres::Client> {
+    let context = || format!("cannot connect to {}", params.display);
+    match params.tls_check() {
         None => spawn(
-            settings.config.connect(tokio_postgres::NoTls).await,
-            settings,
+            params.config.connect(tokio_postgres::NoTls).await,
+            params,
         )
         .with_context(context),
         Some(check) => {
             let tls =
-                tls::client_config(check, settings.ssl_root_cert.as_ref()).with_context(context)?;
+                tls::client_config(check, params.ssl_root_cert.as_ref()).with_context(context)?;
             let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
-            spawn(settings.config.connect(tls).await, settings).with_context(context)
+            spawn(params.config.connect(tls).await, params).with_context(context)
         }
     }
 }
@@ -414,14 +414,14 @@ fn spawn<S, T>(
         (tokio_postgres::Client, tokio_postgres::Connection<S, T>),
         tokio_postgres::Error,
     >,
-    settings: &ConnectionParams,
+    params: &ConnectionParams,
 ) -> Result<tokio_postgres::Client>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (client, connection) = connected?;
-    let address = settings.display.clone();
+    let address = params.display.clone();
     tokio::spawn(async move {
         if let Err(err) = connection.await {
             // The command that used the connection reports the failure itself.

@@ -19,10 +19,10 @@ pub use migrate::migrate;
 
 /// Connects and prepares the session: synchronous commit, so a run that exits 0 has made its
 /// last commit durable; no JIT, whose compile time dominated the incremental refresh's many
-/// small index lookups (0.9 s → 0.16 s for a day after a month; full builds are no slower).
+/// small index lookups (docs/performance.md, "No JIT").
 /// The session keeps the server's TimeZone: the SQL never depends on it.
-pub async fn connect(settings: &ConnectionParams) -> Result<Client> {
-    let client = connection::connect(settings).await?;
+pub async fn connect(params: &ConnectionParams) -> Result<Client> {
+    let client = connection::connect(params).await?;
     client
         .batch_execute(
             "set synchronous_commit = on;
@@ -30,14 +30,6 @@ pub async fn connect(settings: &ConnectionParams) -> Result<Client> {
              set application_name = 'campaign-elt';",
         )
         .await
-        .with_context(|| format!("cannot prepare the session on {}", settings.display))?;
+        .with_context(|| format!("cannot prepare the session on {}", params.display))?;
     Ok(client)
-}
-
-/// Resolves the connection like psql does (`--database-url`, `DATABASE_URL`, libpq variables)
-/// and connects.
-pub async fn connect_from_env(database_url: Option<&str>) -> Result<Client> {
-    let settings = connection::resolve_from_process_env(database_url)?;
-    tracing::debug!("connecting to {}", settings.display);
-    connect(&settings).await
 }

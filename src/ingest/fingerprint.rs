@@ -16,9 +16,9 @@ pub struct Fingerprint {
     pub prefix_hash: Option<Vec<u8>>,
 }
 
-/// Reads and hashes the file. Reading (copying from the page cache) and hashing each took about
-/// half of the 0.3 s a 824 MB file took before its first line could be sent: a thread reads
-/// while this one hashes, two chunks of [`source::READ_BUFFER_BYTES`] apart at most.
+/// Reads and hashes the file. Reading (copying from the page cache) and hashing each take about
+/// half of the time before the first line can be sent, so a thread reads while this one hashes,
+/// two chunks of [`source::READ_BUFFER_BYTES`] apart at most (docs/performance.md).
 pub fn fingerprint(path: &Path, prefix_bytes: Option<u64>) -> Result<Fingerprint> {
     use std::io::Read;
     let mut file =

@@ -163,8 +163,8 @@ pub async fn finish(
         .await
         .context("cannot open a second session to build the events table's indexes")?;
     // The two sessions are the builds' parallelism: PostgreSQL's parallel workers (two per
-    // build by default) on top of them oversubscribed this project's 2-core server (both
-    // builds 2.8 s without workers, 3.1 s with them; docs/performance.md).
+    // build by default) on top of them oversubscribed a 2-core server (measured in
+    // docs/performance.md).
     for session in [&*client, &second] {
         session
             .batch_execute("set max_parallel_maintenance_workers = 0")

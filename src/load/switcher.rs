@@ -67,9 +67,9 @@ async fn send_route(
 /// Where a batch's chunks go, and when the COPY switches target. Chunks for the target whose
 /// COPY is open go at once; chunks for the other one wait until [`WAITING_CHUNK_BYTES`] of them
 /// have gathered (or the batch ends), then the COPY switches and they go, in order. Each switch
-/// waits for the server to finish the open COPY and to start the next: switching at every 1 MiB
-/// chunk of rejects, ten times per batch for a log with 8 % rejects, cost about 0.2 s of a 6.5 s
-/// bulk load of 4 million lines. Waiting chunks keep their size, so memory grows by at most
+/// waits for the server to finish the open COPY and to start the next, so switching at every
+/// chunk of rejects was measurably slower (docs/performance.md, "Fewer COPY switches").
+/// Waiting chunks keep their size, so memory grows by at most
 /// [`WAITING_CHUNK_BYTES`] plus one chunk.
 #[derive(Debug, Default)]
 struct CopySwitcher {
