@@ -395,11 +395,9 @@ impl ConnectionParams {
 pub async fn connect(params: &ConnectionParams) -> Result<tokio_postgres::Client> {
     let context = || format!("cannot connect to {}", params.display);
     match params.tls_check() {
-        None => spawn(
-            params.config.connect(tokio_postgres::NoTls).await,
-            params,
-        )
-        .with_context(context),
+        None => {
+            spawn(params.config.connect(tokio_postgres::NoTls).await, params).with_context(context)
+        }
         Some(check) => {
             let tls =
                 tls::client_config(check, params.ssl_root_cert.as_ref()).with_context(context)?;

@@ -23,56 +23,26 @@ mod copy;
 mod file;
 mod ledger;
 mod merge;
+mod options;
 mod reader;
 mod switcher;
 mod unload;
 
 pub use bulk::finish as finish_bulk_load;
+pub use options::{
+    LoadOptions, DEFAULT_BATCH_LINES, DEFAULT_BATCH_SECONDS, DEFAULT_MAX_LINE_BYTES,
+};
 pub use unload::unload;
+
+use options::FileLoad;
 
 use crate::db::ConnectionParams;
 use crate::ingest::clean::Cleaner;
-use crate::ingest::personal_data::PersonalDataHasher;
 use crate::ingest::source;
 use crate::names::FileStatus;
 use crate::report::summary::FileSummary;
 use crate::report_settings::ReportSettings;
 use crate::transform::ViewSet;
-
-/// Default number of lines per batch (one transaction each).
-pub const DEFAULT_BATCH_LINES: u64 = 200_000;
-/// Default age at which a batch with lines commits.
-pub const DEFAULT_BATCH_SECONDS: f64 = 10.0;
-/// Default longest accepted line.
-pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
-
-/// How to load.
-#[derive(Debug, Clone)]
-pub struct LoadOptions {
-    /// Lines per batch (one transaction each).
-    pub batch_lines: u64,
-    /// Longest accepted line in bytes.
-    pub max_line_bytes: usize,
-    /// Load files even when their content was loaded before (dedup still applies).
-    pub force: bool,
-    /// A batch also commits once it is this old (and has lines), so reports follow a live
-    /// stream on standard input.
-    pub batch_seconds: f64,
-    /// Store keyed hashes of `ip` and `email` (without it, neither is stored in any form).
-    pub personal_data: Option<PersonalDataHasher>,
-}
-
-impl Default for LoadOptions {
-    fn default() -> Self {
-        Self {
-            batch_lines: DEFAULT_BATCH_LINES,
-            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
-            force: false,
-            batch_seconds: DEFAULT_BATCH_SECONDS,
-            personal_data: None,
-        }
-    }
-}
 
 /// The run a load belongs to, where it shows progress, and how to reach its database again (a
 /// bulk load builds its indexes on a second session).
@@ -161,20 +131,6 @@ pub async fn load_files(
     let loaded: u64 = summaries.iter().map(|summary| summary.counts.loaded).sum();
     refresh_statistics(client, loaded).await?;
     Ok(summaries)
-}
-
-/// What the files of one [`load_files`] call share.
-struct FileLoad<'a> {
-    run_id: i64,
-    cleaner: &'a Cleaner,
-    options: &'a LoadOptions,
-    /// Whether rows go straight into `elt.events` (see [`bulk`]).
-    bulk: bool,
-    progress: &'a ProgressBar,
-    /// The views whose stale-keys queries the batches run.
-    views: &'a ViewSet,
-    /// Refresh after every batch of a stream.
-    refresh_streams: bool,
 }
 
 async fn load_each_file(

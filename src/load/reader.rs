@@ -9,7 +9,7 @@ use indicatif::ProgressBar;
 use tokio::sync::mpsc;
 
 use super::copy::{CopyLayout, CopyTarget, RowEncoder, CHUNK_BYTES};
-use super::LoadOptions;
+use super::options::LoadOptions;
 use crate::ingest::clean::{Cleaner, LineOutcome};
 use crate::ingest::open::InputLines;
 use crate::ingest::stream::Deadline;
