@@ -94,3 +94,135 @@ fn every_source_file_is_in_the_design_module_map_and_every_mapped_file_exists() 
         }
     }
 }
+
+/// Module paths (`load::merge`) of the non-test source files, with their code before any
+/// `#[cfg(test)]`, comments removed.
+fn modules() -> Vec<(String, String)> {
+    let mut files = BTreeSet::new();
+    source_files(&Path::new(ROOT).join("src"), &mut files);
+    files
+        .iter()
+        .filter(|file| !file.ends_with("lib.rs") && !file.ends_with("main.rs"))
+        .map(|file| {
+            let path = file.trim_start_matches("src/").trim_end_matches(".rs");
+            let path = path.trim_end_matches("/mod").replace('/', "::");
+            let text = std::fs::read_to_string(Path::new(ROOT).join(file)).unwrap();
+            let code: String = text
+                .split("#[cfg(test)]")
+                .next()
+                .unwrap()
+                .lines()
+                .filter(|line| !line.trim_start().starts_with("//"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            (path, code)
+        })
+        .collect()
+}
+
+/// The paths after each `crate::` / `super::` in `code`, as segment lists relative to the
+/// crate root; `use super::{a, b}` gives both.
+fn references(module: &str, code: &str) -> Vec<Vec<String>> {
+    let mut found = Vec::new();
+    for (start, prefix) in code
+        .match_indices("crate::")
+        .chain(code.match_indices("super::"))
+    {
+        if start > 0 && code[..start].ends_with(|c: char| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        let mut base: Vec<String> = match prefix {
+            "crate::" => Vec::new(),
+            _ => module.split("::").map(str::to_owned).collect(),
+        };
+        let mut rest = &code[start + prefix.len()..];
+        if prefix == "super::" {
+            base.pop();
+            while let Some(more) = rest.strip_prefix("super::") {
+                base.pop();
+                rest = more;
+            }
+        }
+        let path: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+            .collect();
+        let mut segments = base.clone();
+        segments.extend(
+            path.split("::")
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+        );
+        found.push(segments);
+        if let Some(group) = rest[path.len()..].strip_prefix('{') {
+            for item in group.split('}').next().unwrap().split(',') {
+                let item = item.trim().split("::").next().unwrap().trim();
+                let mut segments: Vec<String> = base.clone();
+                segments.extend(
+                    path.split("::")
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned),
+                );
+                segments.push(item.to_owned());
+                found.push(segments);
+            }
+        }
+    }
+    found
+}
+
+/// No module imports another that (directly or round a cycle) imports it. A module's private
+/// submodules (`ingest::clean::json`) are parts of it: they may use their parent's items, and
+/// the parent declares them, so that pair is not an edge the test looks for.
+#[test]
+fn no_two_modules_import_each_other_directly_or_round_a_cycle() {
+    let modules = modules();
+    let names: BTreeSet<&str> = modules.iter().map(|(name, _)| name.as_str()).collect();
+    let mut edges: std::collections::BTreeMap<&str, BTreeSet<String>> = Default::default();
+    for (module, code) in &modules {
+        for segments in references(module, code) {
+            // The longest prefix that is a module is what the reference imports.
+            let target = (1..=segments.len())
+                .rev()
+                .map(|length| segments[..length].join("::"))
+                .find(|candidate| names.contains(candidate.as_str()));
+            let is_ancestor = |target: &String| module.starts_with(&format!("{target}::"));
+            if let Some(target) = target.filter(|target| target != module && !is_ancestor(target)) {
+                edges.entry(module).or_default().insert(target);
+            }
+        }
+    }
+    // Depth-first search for a path back to where it started.
+    fn cycle_from(
+        start: &str,
+        at: &str,
+        edges: &std::collections::BTreeMap<&str, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        seen: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        for next in edges.get(at).into_iter().flatten() {
+            if next == start {
+                let mut cycle = path.clone();
+                cycle.push(next.clone());
+                return Some(cycle);
+            }
+            if seen.insert(next.clone()) {
+                path.push(next.clone());
+                if let Some(cycle) = cycle_from(start, next, edges, path, seen) {
+                    return Some(cycle);
+                }
+                path.pop();
+            }
+        }
+        None
+    }
+    for module in &names {
+        let mut path = vec![module.to_string()];
+        let cycle = cycle_from(module, module, &edges, &mut path, &mut BTreeSet::new());
+        assert!(
+            cycle.is_none(),
+            "import cycle: {}",
+            cycle.unwrap().join(" -> ")
+        );
+    }
+}
