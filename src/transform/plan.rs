@@ -182,12 +182,20 @@ pub fn plan_refresh(
         }
     }
 
+    let rebuilds_incremental = views.models.iter().any(|model| {
+        model.materialized == Materialization::Incremental
+            && rebuild.contains_key(model.relation.as_str())
+    });
+    let mut prepare: Vec<String> = PREPARE_STALE_RANGES.iter().map(|s| s.to_string()).collect();
+    if rebuilds_incremental {
+        prepare.extend(PREPARE_ALL_RANGES.iter().map(|s| s.to_string()));
+    }
     let mut steps = vec![PlanStep {
         path: "campaign-elt".into(),
         relation: String::new(),
         why: Why::StaleKeys,
         action: Action::Prepare,
-        statements: PREPARE_STALE_RANGES.iter().map(|s| s.to_string()).collect(),
+        statements: prepare,
     }];
     let drop = |relation: &ManagedRelation, path: &str, why: Why| PlanStep {
         path: path.to_owned(),
@@ -322,7 +330,7 @@ pub(super) const INCREMENTAL_REFRESH_SCOPE: [&str; 2] = [
 /// refresh rolls back) and defines `stale_ranges (customer_id, starts_at, ends_at)` and
 /// `refresh_mode (is_full_refresh)` (a constant, so that PostgreSQL plans only the branch of a
 /// model that applies).
-pub(super) const PREPARE_STALE_RANGES: [&str; 6] = [
+pub(super) const PREPARE_STALE_RANGES: [&str; 4] = [
     "create temporary table elt_queued_ranges on commit drop as
 with claimed as (
     delete from elt.stale_keys returning customer_id, hour
@@ -330,10 +338,16 @@ with claimed as (
 select distinct customer_id, hour as starts_at, hour + interval '1 hour' as ends_at
 from claimed",
     "analyze elt_queued_ranges",
+    INCREMENTAL_REFRESH_SCOPE[0],
+    INCREMENTAL_REFRESH_SCOPE[1],
+];
+
+/// Every customer's whole time range, for the incremental models a refresh rebuilds. It reads
+/// the customers of `elt.events`, so a refresh prepares it only when it rebuilds one: a nightly
+/// refresh that rebuilds nothing never scans the events table for it.
+pub(super) const PREPARE_ALL_RANGES: [&str; 2] = [
     "create temporary table elt_all_ranges on commit drop as
 select customer_id, '-infinity'::timestamptz as starts_at, 'infinity'::timestamptz as ends_at
 from (select distinct customer_id from elt.events) as customers",
     "analyze elt_all_ranges",
-    INCREMENTAL_REFRESH_SCOPE[0],
-    INCREMENTAL_REFRESH_SCOPE[1],
 ];

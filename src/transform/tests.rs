@@ -424,3 +424,21 @@ fn an_older_views_dir_copy_without_the_stale_keys_file_is_refused() {
         "{error}"
     );
 }
+
+/// Issue 13: a refresh that rebuilds nothing prepares no range of all customers, which reads
+/// `elt.events` whole; one that rebuilds an incremental model does.
+#[test]
+fn only_a_refresh_that_rebuilds_reads_every_customers_range() {
+    let views = ViewSet::load(None).unwrap();
+    let prepare = |plan: &RefreshPlan| plan.steps[0].statements.join(";\n");
+    let nightly = plan_refresh(&views, &recorded(&views), false);
+    assert!(
+        !prepare(&nightly).contains("elt.events"),
+        "{}",
+        prepare(&nightly)
+    );
+    let full = plan_refresh(&views, &recorded(&views), true);
+    assert!(prepare(&full).contains("create temporary table elt_all_ranges"));
+    let first = plan_refresh(&views, &[], false);
+    assert!(prepare(&first).contains("create temporary table elt_all_ranges"));
+}
