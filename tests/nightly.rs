@@ -4,52 +4,21 @@
 mod common;
 
 use std::io::Write;
-use std::path::Path;
+use std::time::Duration;
 
-use common::{assert_rows_eq, campaign_elt, fixture, report_rows, stdout_json, TestDatabase};
+use common::{
+    assert_exit, assert_rows_eq, campaign_elt, click, count, event, events_and_the_load, fixture,
+    generate, page_load, report_rows, reports_after, stdout_json, wait_until_committed,
+    write_lines, TestDatabase,
+};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
-fn event_line(id: &str, customer: i64, user: i64, fired_at: &str, event_type: &str) -> String {
-    format!(
-        r#"{{"event_id":"{id}","customer_id":{customer},"fired_at":"{fired_at}","user_id":{user},"event_type":"{event_type}","ip":"10.1.2.3","email":"x@example.org"}}"#
-    )
-}
-
-/// `count` page loads `p0`, `p1`, … of customer 1, user i, at 00:00, 00:01, … (count ≤ 10).
-fn page_loads(count: i64) -> Vec<String> {
-    (0..count)
-        .map(|i| {
-            event_line(
-                &format!("p{i}"),
-                1,
-                i,
-                &format!("01/01/2022, 00:0{i}:00"),
-                "ReferralPageLoad",
-            )
-        })
+/// `n` page loads `p0`, `p1`, … of customer 1, user i, at 00:00, 00:01, … (n ≤ 10).
+fn page_loads(n: i64) -> Vec<String> {
+    (0..n)
+        .map(|i| page_load(&format!("p{i}"), 1, i, &format!("01/01/2022, 00:0{i}:00")).to_string())
         .collect()
-}
-
-fn write_file(path: &Path, lines: &[String], final_newline: bool) {
-    let mut text = lines.join("\n");
-    if final_newline && !lines.is_empty() {
-        text.push('\n');
-    }
-    std::fs::write(path, text).unwrap();
-}
-
-fn generate(path: &Path, args: &[&str]) {
-    let output = campaign_elt()
-        .args(["generate", "--output", path.to_str().unwrap()])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "generate failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 #[tokio::test]
@@ -58,23 +27,15 @@ async fn a_grown_file_loads_only_its_new_tail() {
     let path = dir.path().join("events.jsonl");
     let first: Vec<String> = page_loads(6);
     let more: Vec<String> = (0..4)
-        .map(|i| {
-            event_line(
-                &format!("p{i}"),
-                1,
-                i,
-                &format!("01/01/2022, 00:1{i}:00"),
-                "ReferralRecommendClick",
-            )
-        })
+        .map(|i| click(&format!("p{i}"), 1, i, &format!("01/01/2022, 00:1{i}:00")).to_string())
         .collect();
-    write_file(&path, &first, true);
+    write_lines(&path, &first);
     let grown = TestDatabase::new().await;
     let path_text = path.to_str().unwrap();
     // Six lines in batches of three: the last batch is empty and must still know that the
     // file ended with a newline.
     grown.run_expecting(0, &["run", "--batch-lines", "3", path_text]);
-    write_file(&path, &[first.clone(), more.clone()].concat(), true);
+    write_lines(&path, &[first.clone(), more.clone()].concat());
     let summary = stdout_json(&grown.run_expecting(0, &["run", "--json", path_text]));
     assert_eq!(
         summary["totals"]["lines"], 4,
@@ -96,11 +57,9 @@ async fn a_grown_file_loads_only_its_new_tail() {
         "line numbers continue across the growth"
     );
 
-    let whole = TestDatabase::new().await;
-    whole.run_expecting(0, &["run", path_text]);
-    assert_eq!(
-        report_rows(&grown.client().await).await,
-        report_rows(&whole.client().await).await
+    assert_rows_eq(
+        &report_rows(&grown.client().await).await,
+        &reports_after(&[&["run", path_text]]).await,
     );
 }
 
@@ -110,7 +69,7 @@ async fn a_grown_file_whose_last_line_had_no_newline_is_left_alone_unless_forced
     let path = dir.path().join("events.jsonl");
     let path_text = path.to_str().unwrap();
     let lines: Vec<String> = page_loads(3);
-    write_file(&path, &lines, false);
+    std::fs::write(&path, lines.join("\n")).unwrap(); // no final newline
     let db = TestDatabase::new().await;
     db.run_expecting(0, &["run", path_text]);
     let mut file = std::fs::OpenOptions::new()
@@ -118,7 +77,7 @@ async fn a_grown_file_whose_last_line_had_no_newline_is_left_alone_unless_forced
         .open(&path)
         .unwrap();
     file.write_all(b"\n").unwrap();
-    file.write_all(event_line("p9", 1, 9, "01/01/2022, 00:09:00", "ReferralPageLoad").as_bytes())
+    file.write_all(&page_load("p9", 1, 9, "01/01/2022, 00:09:00").bytes())
         .unwrap();
     drop(file);
     let summary = stdout_json(&db.run_expecting(0, &["run", "--json", path_text]));
@@ -136,15 +95,7 @@ async fn a_grown_file_whose_last_line_had_no_newline_is_left_alone_unless_forced
 #[tokio::test]
 async fn unload_gives_the_reports_of_never_having_loaded_the_file() {
     let db = TestDatabase::new().await;
-    db.run_expecting(
-        0,
-        &[
-            "run",
-            "--max-line-bytes",
-            "2048",
-            &fixture("first_night.jsonl"),
-        ],
-    );
+    db.run_first_night();
     let second =
         stdout_json(&db.run_expecting(0, &["run", "--json", &fixture("second_night.jsonl")]));
     let load_id = second["files"][0]["load_id"].as_i64().unwrap().to_string();
@@ -152,39 +103,19 @@ async fn unload_gives_the_reports_of_never_having_loaded_the_file() {
     assert_eq!(unloaded["unloaded"]["removed_events"], 3);
 
     let only_first = TestDatabase::new().await;
-    only_first.run_expecting(
-        0,
-        &[
-            "run",
-            "--max-line-bytes",
-            "2048",
-            &fixture("first_night.jsonl"),
-        ],
-    );
+    only_first.run_first_night();
     let client = db.client().await;
     assert_eq!(
         report_rows(&client).await,
         report_rows(&only_first.client().await).await
     );
-    let ledger: i64 = client
-        .query_one("select count(*) from elt.loads", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let ledger = count(&client, "select count(*) from elt.loads").await;
     assert_eq!(ledger, 1, "the unloaded ledger row is gone");
 
     // Unloading the first night takes its rejects too; an unknown load is an error.
-    let first_id: i64 = client
-        .query_one("select load_id from elt.loads", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let first_id = count(&client, "select load_id from elt.loads").await;
     db.run_expecting(0, &["unload", "--load-id", &first_id.to_string()]);
-    let rejects: i64 = client
-        .query_one("select count(*) from elt.rejects", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let rejects = count(&client, "select count(*) from elt.rejects").await;
     assert_eq!(rejects, 0);
     assert!(report_rows(&client).await.is_empty());
     db.run_expecting(1, &["unload", "--load-id", "999"]);
@@ -226,18 +157,7 @@ async fn a_killed_run_resumes_and_ends_with_the_reports_of_an_uninterrupted_one(
         .spawn()
         .unwrap();
     let client = db.client().await;
-    let mut committed = 0i64;
-    for _ in 0..600 {
-        committed = client
-            .query_opt("select committed_line_number from elt.loads", &[])
-            .await
-            .unwrap()
-            .map_or(0, |row| row.get(0));
-        if committed >= 40_000 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let committed = wait_until_committed(&client, 40_000, Duration::from_secs(12)).await;
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(
@@ -246,15 +166,7 @@ async fn a_killed_run_resumes_and_ends_with_the_reports_of_an_uninterrupted_one(
     );
 
     // No half batch is visible: the events are exactly what the committed batches loaded.
-    let row = client
-        .query_one(
-            "select (select count(*) from elt.events), loaded, committed_line_number, status from elt.loads",
-            &[],
-        )
-        .await
-        .unwrap();
-    let (events, loaded, committed_line, status): (i64, i64, i64, String) =
-        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let (events, loaded, committed_line, status) = events_and_the_load(&client).await;
     assert_eq!(events, loaded);
     assert_eq!(committed_line % 20_000, 0, "batches commit whole");
     if status == "loaded" {
@@ -401,7 +313,7 @@ fn render_event((customer, user, seconds, type_index, id): &(i64, i64, u32, usiz
         seconds / 60 % 60,
         seconds % 60
     );
-    event_line(&format!("e{id}"), *customer, *user, &fired_at, event_type)
+    event(&format!("e{id}"), *customer, *user, &fired_at, event_type).to_string()
 }
 
 #[test]
@@ -431,7 +343,7 @@ fn loading_in_any_split_equals_one_run_and_a_full_refresh() {
                 let mut files = Vec::new();
                 for (index, window) in bounds.windows(2).enumerate() {
                     let path = dir.path().join(format!("part{index}.jsonl"));
-                    write_file(&path, &lines[window[0]..window[1]], true);
+                    write_lines(&path, &lines[window[0]..window[1]]);
                     files.push(path.to_str().unwrap().to_owned());
                 }
                 let split = TestDatabase::new().await;
@@ -459,24 +371,13 @@ async fn the_first_occurrence_wins_across_runs_even_with_other_fields() {
     let dir = tempfile::tempdir().unwrap();
     let first = dir.path().join("first.jsonl");
     let second = dir.path().join("second.jsonl");
-    write_file(
-        &first,
-        &[event_line(
-            "x",
-            1,
-            1,
-            "01/01/2022, 00:10:00",
-            "ReferralPageLoad",
-        )],
-        true,
-    );
-    write_file(
+    write_lines(&first, &[page_load("x", 1, 1, "01/01/2022, 00:10:00")]);
+    write_lines(
         &second,
         &[
-            event_line("x", 2, 5, "01/01/2022, 03:10:00", "ReferralPageLoad"),
-            event_line("x", 1, 1, "01/01/2022, 00:12:00", "ReferralRecommendClick"),
+            page_load("x", 2, 5, "01/01/2022, 03:10:00"),
+            click("x", 1, 1, "01/01/2022, 00:12:00"),
         ],
-        true,
     );
     let db = TestDatabase::new().await;
     db.run_expecting(0, &["run", first.to_str().unwrap()]);
@@ -513,19 +414,18 @@ async fn a_live_stream_commits_and_refreshes_while_standard_input_stays_open() {
     let mut stdin = child.stdin.take().unwrap();
     let client = db.client().await;
     let count_page_loads = || async {
-        client
-            .query_one("select coalesce(sum(page_loads), 0)::bigint from reports.page_loads where customer_id = 7", &[])
-            .await
-            .unwrap()
-            .get::<_, i64>(0)
+        count(
+            &client,
+            "select coalesce(sum(page_loads), 0)::bigint from reports.page_loads where customer_id = 7",
+        )
+        .await
     };
     for (index, minute) in [10, 20].into_iter().enumerate() {
-        let line = event_line(
+        let line = page_load(
             &format!("live{index}"),
             7,
             1,
             &format!("01/01/2022, 00:{minute}:00"),
-            "ReferralPageLoad",
         );
         stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
         stdin.flush().unwrap();
@@ -536,7 +436,7 @@ async fn a_live_stream_commits_and_refreshes_while_standard_input_stays_open() {
             if seen == index as i64 + 1 {
                 break;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(
             seen,
@@ -548,17 +448,8 @@ async fn a_live_stream_commits_and_refreshes_while_standard_input_stays_open() {
     let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let batches: i64 = client
-        .query_one("select count(*) from elt.refreshes", &[])
-        .await
-        .unwrap()
-        .get(0);
+    assert_exit(&output, 0, "run - after standard input closed");
+    let batches = count(&client, "select count(*) from elt.refreshes").await;
     assert!(
         batches >= 3,
         "one refresh per committed batch plus the run's own: {batches}"
@@ -680,8 +571,10 @@ async fn a_resumed_load_keeps_the_first_occurrence_in_load_order_not_in_load_id_
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, customer: i64| {
         let path = dir.path().join(name);
-        let line = event_line("x", customer, 7, "01/01/2022, 10:00:00", "ReferralPageLoad");
-        std::fs::write(&path, format!("{line}\n")).unwrap();
+        write_lines(
+            &path,
+            &[page_load("x", customer, 7, "01/01/2022, 10:00:00")],
+        );
         path.to_str().unwrap().to_owned()
     };
     let (a, b) = (write("a.jsonl", 1), write("b.jsonl", 2));
@@ -709,15 +602,7 @@ async fn a_resumed_load_keeps_the_first_occurrence_in_load_order_not_in_load_id_
 async fn a_bulk_load_that_died_before_its_end_is_finished_by_the_next_command() {
     let db = TestDatabase::new().await;
     let client = db.client().await;
-    db.run_expecting(
-        0,
-        &[
-            "run",
-            "--max-line-bytes",
-            "2048",
-            &fixture("first_night.jsonl"),
-        ],
-    );
+    db.run_first_night();
     let (events, ledger) = events_and_ledger(&client).await;
     // As if a bulk load had died after committing its batches: no indexes, and a later
     // occurrence of an event still in the table and counted as loaded.
@@ -765,26 +650,14 @@ async fn a_rewritten_file_stores_its_own_rejects_and_a_forced_reload_does_not_re
     let path_text = path.to_str().unwrap();
     let db = TestDatabase::new().await;
     let client = db.client().await;
-    let rejects = || async {
-        client
-            .query_one("select count(*) from elt.rejects", &[])
-            .await
-            .unwrap()
-            .get::<_, i64>(0)
-    };
+    let rejects = || async { count(&client, "select count(*) from elt.rejects").await };
     for night in 0..2 {
         // Each night's export starts with the same junk line and has other events.
         let lines = vec![
             "# export v2".to_owned(),
-            event_line(
-                &format!("n{night}"),
-                1,
-                1,
-                "01/01/2022, 00:10:00",
-                "ReferralPageLoad",
-            ),
+            page_load(&format!("n{night}"), 1, 1, "01/01/2022, 00:10:00").to_string(),
         ];
-        write_file(&path, &lines, true);
+        write_lines(&path, &lines);
         db.run_expecting(0, &["run", path_text]);
         assert_eq!(
             rejects().await,
@@ -806,7 +679,7 @@ async fn an_interrupted_load_of_a_file_that_then_grew_resumes_to_its_new_end() {
     let path = dir.path().join("events.jsonl");
     let path_text = path.to_str().unwrap();
     let lines: Vec<String> = page_loads(8);
-    write_file(&path, &lines[..6], true);
+    write_lines(&path, &lines[..6]);
     let db = TestDatabase::new().await;
     db.run_expecting(0, &["run", "--batch-lines", "3", path_text]);
     // Leave the ledger as a run that died after its first batch leaves it.
@@ -821,7 +694,7 @@ async fn an_interrupted_load_of_a_file_that_then_grew_resumes_to_its_new_end() {
         .await
         .unwrap();
     // The writer appended to the file meanwhile.
-    write_file(&path, &lines, true);
+    write_lines(&path, &lines);
     let summary =
         stdout_json(&db.run_expecting(0, &["run", "--json", "--batch-lines", "3", path_text]));
     assert_eq!(summary["lines_resumed"], 3, "{summary}");
@@ -834,10 +707,8 @@ async fn an_interrupted_load_of_a_file_that_then_grew_resumes_to_its_new_end() {
         "one ledger row, finished, covering the whole grown file"
     );
 
-    let whole = TestDatabase::new().await;
-    whole.run_expecting(0, &["run", path_text]);
-    assert_eq!(
-        report_rows(&client).await,
-        report_rows(&whole.client().await).await
+    assert_rows_eq(
+        &report_rows(&client).await,
+        &reports_after(&[&["run", path_text]]).await,
     );
 }
