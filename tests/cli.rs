@@ -1,4 +1,7 @@
-//! The command line: exit codes, JSON summary, report output, connection settings (SPEC §6).
+//! The command line: exit codes (README, section "Exit codes": 0 success, 1 error, 2 usage error,
+//! 3 too many rejected lines, 4 a failed data test, 5 the lock is held with `--no-wait`, 130/143
+//! SIGINT/SIGTERM), the JSON summary, report output and connection settings (README, section
+//! "Connection": `--database-url`, else `DATABASE_URL`, else the libpq variables).
 
 mod common;
 

@@ -1,5 +1,7 @@
-//! Hostile and broken input (SPEC §3, issue 6): every bad line gets its one outcome, the counts
-//! balance, and the good lines around it in the same file are loaded — nothing else is lost.
+//! Hostile and broken input (issue 6; README, section "Every line is accounted for"): every line
+//! gets exactly one outcome — loaded, duplicate, rejected (the first check it fails is the
+//! reason) or blank — so lines = loaded + duplicates + rejected + blank per file and per run, and
+//! the good lines around a bad one in the same file are loaded: nothing else is lost.
 
 mod common;
 

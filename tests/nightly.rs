@@ -1,5 +1,7 @@
-//! Night after night: ledger, growth, resume after a kill, unload, incremental bounds and the
-//! incremental == one run == full refresh invariant (SPEC §4, issue 3).
+//! Night after night: ledger, growth, resume after a kill, unload, incremental bounds, and the rule
+//! that events loaded over several runs (each refreshing the reports incrementally) give the same
+//! four reports as the same events loaded in one run and as a full refresh (README, section
+//! "Incremental refresh"; issue 3).
 
 mod common;
 
