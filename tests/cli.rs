@@ -1,10 +1,16 @@
-//! The command line: exit codes, JSON summary, report output, connection settings (SPEC §6).
+//! The command line: exit codes (README, section "Exit codes": 0 success, 1 error, 2 usage error,
+//! 3 too many rejected lines, 4 a failed data test, 5 the lock is held with `--no-wait`, 130/143
+//! SIGINT/SIGTERM), the JSON summary, report output and connection settings (README, section
+//! "Connection": `--database-url`, else `DATABASE_URL`, else the libpq variables).
 
 mod common;
 
 use std::io::Write;
 
-use common::{campaign_elt, copy_dir, fixture, report_rows, stdout_json, TestDatabase};
+use common::{
+    assert_exit, campaign_elt, copy_of_views, count, fixture, release_the_run_lock, report_rows,
+    stderr, stdout, stdout_and_stderr, stdout_json, take_the_run_lock, TestDatabase,
+};
 
 const DIRTY: &str = "first_night.jsonl";
 
@@ -33,7 +39,7 @@ fn bad_flags_are_a_usage_error() {
 fn help_documents_every_command() {
     let output = campaign_elt().arg("--help").output().unwrap();
     assert_eq!(output.status.code(), Some(0));
-    let help = String::from_utf8_lossy(&output.stdout);
+    let help = stdout(&output);
     for command in [
         "migrate", "load", "refresh", "run", "status", "unload", "test", "check", "report",
         "generate",
@@ -54,7 +60,7 @@ fn an_unreachable_database_is_an_error_without_the_password() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = stderr(&output);
     assert!(stderr.contains("cannot connect"), "{stderr}");
     assert!(!stderr.contains("s3cret-pw"), "password leaked: {stderr}");
 }
@@ -63,7 +69,7 @@ fn an_unreachable_database_is_an_error_without_the_password() {
 async fn an_unreadable_input_is_an_error() {
     let db = TestDatabase::new().await;
     let output = db.run_expecting(1, &["run", "/no/such/file.jsonl"]);
-    assert!(String::from_utf8_lossy(&output.stderr).contains("/no/such/file.jsonl"));
+    assert!(stderr(&output).contains("/no/such/file.jsonl"));
     let directory = std::env::temp_dir();
     db.run_expecting(1, &["run", directory.to_str().unwrap()]);
 }
@@ -84,11 +90,7 @@ async fn too_many_rejects_exit_3_but_keep_the_load() {
         ],
     );
     let client = db.client().await;
-    let events: i64 = client
-        .query_one("select count(*) from elt.events", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let events = count(&client, "select count(*) from elt.events").await;
     assert_eq!(events, 17, "the loaded events stay");
     let fresh = TestDatabase::new().await;
     fresh.run_expecting(
@@ -131,11 +133,7 @@ async fn too_many_rejects_exit_3_but_keep_the_load() {
 #[tokio::test]
 async fn a_failing_data_test_exits_4_and_keeps_the_events() {
     let db = TestDatabase::new().await;
-    let views = tempfile::tempdir().unwrap();
-    copy_dir(
-        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/views")),
-        views.path(),
-    );
+    let views = copy_of_views();
     std::fs::write(
         views.path().join("tests/no_customer_three.sql"),
         "-- fails when customer 3 has page loads\nselect * from reports.page_loads where customer_id = 3\n",
@@ -160,13 +158,9 @@ async fn a_failing_data_test_exits_4_and_keeps_the_events() {
         "no_customer_three"
     );
     assert_eq!(summary["data_test_failures"][0]["offending_rows"], 2);
-    assert!(String::from_utf8_lossy(&output.stderr).contains("no_customer_three"));
+    assert!(stderr(&output).contains("no_customer_three"));
     let client = db.client().await;
-    let events: i64 = client
-        .query_one("select count(*) from elt.events", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let events = count(&client, "select count(*) from elt.events").await;
     assert_eq!(events, 17);
     // The test command says the same.
     db.run_expecting(4, &["test", "--views-dir", views_dir]);
@@ -177,15 +171,9 @@ async fn a_failing_data_test_exits_4_and_keeps_the_events() {
 async fn a_held_lock_exits_5_with_no_wait_and_waits_without() {
     let db = TestDatabase::new().await;
     let holder = db.client().await;
-    holder
-        .execute(
-            "select pg_advisory_lock($1)",
-            &[&campaign_elt::db::RUN_LOCK_KEY],
-        )
-        .await
-        .unwrap();
+    take_the_run_lock(&holder).await;
     let output = db.run_expecting(5, &["run", "--no-wait", &fixture("second_night.jsonl")]);
-    assert!(String::from_utf8_lossy(&output.stderr).contains("lock"));
+    assert!(stderr(&output).contains("lock"));
 
     // Without --no-wait the second run waits for the first and then completes.
     let mut waiting = campaign_elt()
@@ -199,14 +187,11 @@ async fn a_held_lock_exits_5_with_no_wait_and_waits_without() {
         .unwrap();
     let mut waited = false;
     for _ in 0..100 {
-        let blocked: i64 = holder
-            .query_one(
-                "select count(*) from pg_locks where locktype = 'advisory' and not granted",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let blocked = count(
+            &holder,
+            "select count(*) from pg_locks where locktype = 'advisory' and not granted",
+        )
+        .await;
         if blocked > 0 {
             waited = true;
             break;
@@ -215,22 +200,12 @@ async fn a_held_lock_exits_5_with_no_wait_and_waits_without() {
     }
     assert!(waited, "the second run should wait for the lock");
     assert!(waiting.try_wait().unwrap().is_none(), "still waiting");
-    holder
-        .execute(
-            "select pg_advisory_unlock($1)",
-            &[&campaign_elt::db::RUN_LOCK_KEY],
-        )
-        .await
-        .unwrap();
+    release_the_run_lock(&holder).await;
     let status = tokio::task::spawn_blocking(move || waiting.wait().unwrap())
         .await
         .unwrap();
     assert_eq!(status.code(), Some(0));
-    let events: i64 = holder
-        .query_one("select count(*) from elt.events", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let events = count(&holder, "select count(*) from elt.events").await;
     assert_eq!(events, 4);
 }
 
@@ -253,11 +228,7 @@ async fn sigterm_and_sigint_roll_back_the_open_batch() {
         let client = db.client().await;
         // Wait until the run has started its load (the ledger row exists), then signal it.
         for _ in 0..100 {
-            let loads: i64 = client
-                .query_one("select count(*) from elt.loads", &[])
-                .await
-                .unwrap()
-                .get(0);
+            let loads = count(&client, "select count(*) from elt.loads").await;
             if loads > 0 {
                 break;
             }
@@ -273,17 +244,8 @@ async fn sigterm_and_sigint_roll_back_the_open_batch() {
             .await
             .unwrap();
         drop(stdin);
-        assert_eq!(
-            output.status.code(),
-            Some(code),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let events: i64 = client
-            .query_one("select count(*) from elt.events", &[])
-            .await
-            .unwrap()
-            .get(0);
+        assert_exit(&output, code, &format!("run - stopped by SIG{signal}"));
+        let events = count(&client, "select count(*) from elt.events").await;
         assert_eq!(events, 0, "the open batch was rolled back");
     }
 }
@@ -300,25 +262,15 @@ async fn libpq_variables_are_used_when_no_url_is_given() {
         .env("PGPASSWORD", "unused-trust-auth-secret")
         .output()
         .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_exit(&output, 0, "run with the libpq variables");
     assert_eq!(stdout_json(&output)["totals"]["loaded"], 4);
-    let all_output = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(!all_output.contains("unused-trust-auth-secret"));
+    assert!(!stdout_and_stderr(&output).contains("unused-trust-auth-secret"));
 }
 
 #[tokio::test]
 async fn changed_report_settings_are_refused_unless_full_refresh() {
     let db = TestDatabase::new().await;
-    db.run_expecting(0, &["run", "--max-line-bytes", "2048", &fixture(DIRTY)]);
+    db.run_first_night();
     let output = db.run_expecting(
         1,
         &[
@@ -328,14 +280,10 @@ async fn changed_report_settings_are_refused_unless_full_refresh() {
             &fixture("second_night.jsonl"),
         ],
     );
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = stderr(&output);
     assert!(stderr.contains("--full-refresh"), "{stderr}");
     let client = db.client().await;
-    let events: i64 = client
-        .query_one("select count(*) from elt.events", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let events = count(&client, "select count(*) from elt.events").await;
     assert_eq!(events, 17, "nothing was loaded by the refused run");
     // The environment variable of the original solution works too; a full refresh applies it.
     let output = campaign_elt()
@@ -343,11 +291,10 @@ async fn changed_report_settings_are_refused_unless_full_refresh() {
         .env("CLICK_THROUGH_WINDOW_SECONDS", "400")
         .output()
         .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    assert_exit(
+        &output,
+        0,
+        "refresh --full-refresh with CLICK_THROUGH_WINDOW_SECONDS",
     );
     // c2 (301 s after its page load) is related with a 400 s window.
     let rows = report_rows(&client).await;
@@ -368,9 +315,9 @@ async fn changed_report_settings_are_refused_unless_full_refresh() {
 #[tokio::test]
 async fn reports_print_as_table_csv_and_json_with_filters() {
     let db = TestDatabase::new().await;
-    db.run_expecting(0, &["run", "--max-line-bytes", "2048", &fixture(DIRTY)]);
+    db.run_first_night();
     let table = db.run_expecting(0, &["report", "click_through_rate", "--customer-id", "1"]);
-    let table = String::from_utf8_lossy(&table.stdout);
+    let table = stdout(&table);
     assert!(
         table.contains("related_clicks") && table.contains("2 row(s)"),
         "{table}"
@@ -389,7 +336,7 @@ async fn reports_print_as_table_csv_and_json_with_filters() {
         ],
     );
     assert_eq!(
-        String::from_utf8_lossy(&csv.stdout),
+        stdout(&csv),
         "customer_id,hour,page_loads\n1,2022-01-01T00:00:00+00:00,1\n3,2022-01-01T00:00:00+00:00,1\n"
     );
     let json = db.run_expecting(
@@ -412,7 +359,7 @@ async fn reports_print_as_table_csv_and_json_with_filters() {
 #[tokio::test]
 async fn status_shows_ledger_stale_keys_rejects_and_freshness() {
     let db = TestDatabase::new().await;
-    db.run_expecting(0, &["run", "--max-line-bytes", "2048", &fixture(DIRTY)]);
+    db.run_first_night();
     db.run_expecting(0, &["load", &fixture("second_night.jsonl")]);
     let status = stdout_json(&db.run_expecting(0, &["status", "--json"]));
     assert!(
@@ -435,7 +382,7 @@ async fn status_shows_ledger_stale_keys_rejects_and_freshness() {
     let status = stdout_json(&db.run_expecting(0, &["status", "--json"]));
     assert_eq!(status["stale_keys"], 0);
     let human = db.run_expecting(0, &["status"]);
-    assert!(String::from_utf8_lossy(&human.stdout).contains("rejected lines by reason"));
+    assert!(stdout(&human).contains("rejected lines by reason"));
 }
 
 #[tokio::test]
@@ -464,13 +411,9 @@ async fn check_classifies_without_a_database() {
 #[tokio::test]
 async fn a_settings_change_whose_rebuild_failed_is_finished_by_the_next_refresh() {
     let db = TestDatabase::new().await;
-    db.run_expecting(0, &["run", "--max-line-bytes", "2048", &fixture(DIRTY)]);
+    db.run_first_night();
     // The new window is stored, but the full rebuild it needs fails (a broken report).
-    let views = tempfile::tempdir().unwrap();
-    copy_dir(
-        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/views")),
-        views.path(),
-    );
+    let views = copy_of_views();
     let clicks = views.path().join("reports/clicks.sql");
     let broken = std::fs::read_to_string(&clicks)
         .unwrap()

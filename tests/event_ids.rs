@@ -4,24 +4,18 @@
 
 mod common;
 
-use common::TestDatabase;
-
-mod embedded {
-    refinery::embed_migrations!("migrations");
-}
+use common::{assert_exit, click, page_load, stderr, write_lines, TestDatabase};
 
 const UUID: &str = "cc8dac61-f9d0-4bcb-a9aa-602456ee20d4";
 
-fn page_load(id: &str, user: u32, second: u32) -> String {
-    format!(
-        r#"{{"event_id":"{id}","customer_id":1,"fired_at":"2022-01-01T00:00:{second:02}Z","user_id":{user},"event_type":"ReferralPageLoad"}}"#
-    )
+/// 2022-01-01 at 00:00:SS UTC, in RFC 3339.
+fn at_second(second: u32) -> String {
+    format!("2022-01-01T00:00:{second:02}Z")
 }
 
-fn click(id: &str, user: u32, minute: u32) -> String {
-    format!(
-        r#"{{"event_id":"{id}","customer_id":1,"fired_at":"2022-01-01T00:{minute:02}:00Z","user_id":{user},"event_type":"ReferralRecommendClick"}}"#
-    )
+/// 2022-01-01 at 00:MM:00 UTC, in RFC 3339.
+fn at_minute(minute: u32) -> String {
+    format!("2022-01-01T00:{minute:02}:00Z")
 }
 
 /// The ids PostgreSQL's uuid input would take as the same uuid, plus ids that are no uuid.
@@ -45,27 +39,27 @@ async fn ids_are_kept_byte_for_byte_and_compared_as_sent() {
 
     // First night, into an empty database (the bulk path): one page load per id, user i, and
     // a second occurrence of two of them.
-    let mut first: Vec<String> = ids
+    let mut first: Vec<_> = ids
         .iter()
         .enumerate()
-        .map(|(user, id)| page_load(id, user as u32, user as u32))
+        .map(|(user, id)| page_load(id, 1, user as i64, &at_second(user as u32)))
         .collect();
-    first.push(page_load(UUID, 50, 30));
-    first.push(page_load(&UUID.to_uppercase(), 51, 31));
+    first.push(page_load(UUID, 1, 50, &at_second(30)));
+    first.push(page_load(&UUID.to_uppercase(), 1, 51, &at_second(31)));
     let first_path = directory.path().join("first.jsonl");
-    std::fs::write(&first_path, first.join("\n") + "\n").unwrap();
+    write_lines(&first_path, &first);
     // Second night (the merge path): more occurrences, and clicks that share an id.
     let second = [
-        page_load(UUID, 60, 40),
-        page_load(&format!("{{{UUID}}}"), 61, 41),
+        page_load(UUID, 1, 60, &at_second(40)),
+        page_load(&format!("{{{UUID}}}"), 1, 61, &at_second(41)),
         // same id, customer and user as the upper-case page load (user 1): related
-        click(&UUID.to_uppercase(), 1, 10),
+        click(&UUID.to_uppercase(), 1, 1, &at_minute(10)),
         // same id as the lower-case page load, but that one's user is 0, not 1: a click
         // related only if ids compared case-insensitively
-        click(UUID, 1, 11),
+        click(UUID, 1, 1, &at_minute(11)),
     ];
     let second_path = directory.path().join("second.jsonl");
-    std::fs::write(&second_path, second.join("\n") + "\n").unwrap();
+    write_lines(&second_path, &second);
 
     let window = ["--click-through-window-seconds", "0"];
     for path in [&first_path, &second_path] {
@@ -85,7 +79,7 @@ async fn ids_are_kept_byte_for_byte_and_compared_as_sent() {
             "select event_id, event_type from staging.stg_events",
         )
         .await,
-        &expected.iter().map(String::as_str).collect::<Vec<_>>(),
+        &expected,
     );
     // Only canonical text is stored as a uuid; the loader splits ids as the SQL functions do.
     common::assert_rows_eq(
@@ -100,9 +94,6 @@ async fn ids_are_kept_byte_for_byte_and_compared_as_sent() {
                 let is_uuid = id == UUID || id.starts_with("00000000-");
                 format!("{id}|{is_uuid}")
             })
-            .collect::<Vec<_>>()
-            .iter()
-            .map(String::as_str)
             .collect::<Vec<_>>(),
     );
     let split_differently: i64 = client
@@ -138,12 +129,7 @@ async fn ids_are_kept_byte_for_byte_and_compared_as_sent() {
 async fn database_of_text_ids(with_primary_key: bool) -> (TestDatabase, tokio_postgres::Client) {
     let db = TestDatabase::empty().await;
     let mut client = db.client().await;
-    embedded::migrations::runner()
-        .set_target(refinery::Target::Version(4))
-        .set_grouped(true)
-        .run_async(&mut client)
-        .await
-        .unwrap();
+    common::migrate_to(&mut client, 4).await;
     client
         .batch_execute(&format!(
             "insert into elt.runs (command) values ('run');
@@ -194,11 +180,7 @@ async fn a_text_id_database_upgrades_keeping_ids_grants_and_the_views() {
         ))
         .await
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_exit(&output, 0, "migrate from the text-id schema");
     assert!(can_read, "the grant moved to the rebuilt table");
 
     common::assert_rows_eq(
@@ -270,7 +252,7 @@ async fn a_view_of_its_own_on_the_old_column_stops_the_upgrade_with_its_name() {
         .await
         .unwrap();
     let output = db.run_expecting(1, &["migrate"]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = stderr(&output);
     assert!(stderr.contains("my_event_ids"), "{stderr}");
     client
         .batch_execute("drop view public.my_event_ids")

@@ -8,34 +8,27 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{campaign_elt, copy_dir, fixture, report_rows, stdout_json, TestDatabase};
+use common::{
+    assert_exit, assert_rows_eq, campaign_elt, copy_of_views, count, fixture, generate,
+    last_stderr_line, report_rows, reports_after, stderr, stdout_json, wait_until_committed,
+    with_query_parameter, TestDatabase,
+};
 
-fn generate(path: &Path, lines: &str) {
-    let output = campaign_elt()
-        .args([
-            "generate",
+/// A generated log of `lines` lines with some dirt and exact duplicates.
+fn generate_log(path: &Path, lines: &str) {
+    generate(
+        path,
+        &[
             "--lines",
             lines,
             "--seed",
             "6",
             "--dirt-rate",
             "0.01",
-        ])
-        .args(["--exact-duplicate-rate", "0.01", "--output"])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{output:?}");
-}
-
-/// The last line of stderr: the error `main` prints.
-fn last_error_line(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr)
-        .trim()
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .to_owned()
+            "--exact-duplicate-rate",
+            "0.01",
+        ],
+    );
 }
 
 /// Events visible == what the ledger says its committed batches loaded.
@@ -59,7 +52,7 @@ async fn assert_no_partial_batch(client: &tokio_postgres::Client, batch_lines: i
 async fn a_connection_killed_mid_load_exits_1_and_a_rerun_completes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.jsonl");
-    generate(&path, "100000");
+    generate_log(&path, "100000");
     let path_text = path.to_str().unwrap();
     let db = TestDatabase::new().await;
     let child = campaign_elt()
@@ -76,18 +69,7 @@ async fn a_connection_killed_mid_load_exits_1_and_a_rerun_completes() {
         .spawn()
         .unwrap();
     let client = db.client().await;
-    let mut committed = 0i64;
-    for _ in 0..1000 {
-        committed = client
-            .query_opt("select committed_line_number from elt.loads", &[])
-            .await
-            .unwrap()
-            .map_or(0, |row| row.get(0));
-        if committed >= 10_000 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let committed = wait_until_committed(&client, 10_000, Duration::from_secs(10)).await;
     assert!(committed >= 10_000, "the run should have committed a batch");
     let terminated: i64 = client
         .query_one(
@@ -111,8 +93,8 @@ async fn a_connection_killed_mid_load_exits_1_and_a_rerun_completes() {
         status, "loaded",
         "the run finished before its connection was killed; make the file bigger"
     );
-    assert_eq!(output.status.code(), Some(1), "{output:?}");
-    let error = last_error_line(&output);
+    assert_exit(&output, 1, "the run whose connection was killed");
+    let error = last_stderr_line(&output);
     assert!(
         error.starts_with(&format!("campaign-elt: cannot load {path_text}: "))
             // The server's reason, or — when the kill lands while a COPY is streaming — the
@@ -130,11 +112,9 @@ async fn a_connection_killed_mid_load_exits_1_and_a_rerun_completes() {
         summary["totals"]["lines"].as_i64().unwrap(),
         100_000 - committed
     );
-    let uninterrupted = TestDatabase::new().await;
-    uninterrupted.run_expecting(0, &["run", path_text]);
-    assert_eq!(
-        report_rows(&client).await,
-        report_rows(&uninterrupted.client().await).await
+    assert_rows_eq(
+        &report_rows(&client).await,
+        &reports_after(&[&["run", path_text]]).await,
     );
 }
 
@@ -142,12 +122,11 @@ async fn a_connection_killed_mid_load_exits_1_and_a_rerun_completes() {
 async fn a_statement_timeout_exits_1_without_a_partial_batch_and_a_rerun_completes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("day.jsonl");
-    generate(&path, "50000");
+    generate_log(&path, "50000");
     let path_text = path.to_str().unwrap();
     let db = TestDatabase::new().await;
     // libpq's `options`: the server applies `-c statement_timeout=1` (ms) to the session.
-    let separator = if db.url.contains('?') { '&' } else { '?' };
-    let url = format!("{}{separator}options=-c%20statement_timeout%3D1", db.url);
+    let url = with_query_parameter(&db.url, "options=-c%20statement_timeout%3D1");
     let output = campaign_elt()
         .args([
             "run",
@@ -159,8 +138,8 @@ async fn a_statement_timeout_exits_1_without_a_partial_batch_and_a_rerun_complet
         ])
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{output:?}");
-    let error = last_error_line(&output);
+    assert_exit(&output, 1, "the run with a 1 ms statement timeout");
+    let error = last_stderr_line(&output);
     assert!(
         error.starts_with("campaign-elt: ")
             && error.contains("canceling statement due to statement timeout"),
@@ -176,27 +155,23 @@ async fn a_statement_timeout_exits_1_without_a_partial_batch_and_a_rerun_complet
         summary["lines_resumed"].as_u64().unwrap() + totals["lines"].as_u64().unwrap(),
         50_000
     );
-    let uninterrupted = TestDatabase::new().await;
-    uninterrupted.run_expecting(0, &["run", path_text]);
-    assert_eq!(
-        report_rows(&client).await,
-        report_rows(&uninterrupted.client().await).await
+    assert_rows_eq(
+        &report_rows(&client).await,
+        &reports_after(&[&["run", path_text]]).await,
     );
 }
 
 #[tokio::test]
 async fn an_error_in_the_transform_sql_keeps_the_loaded_events_and_a_fixed_rerun_completes() {
-    let dir = tempfile::tempdir().unwrap();
-    let views = dir.path().join("views");
-    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("views"), &views);
-    let clicks = views.join("reports/clicks.sql");
+    let views = copy_of_views();
+    let clicks = views.path().join("reports/clicks.sql");
     let original = std::fs::read_to_string(&clicks).unwrap();
     std::fs::write(
         &clicks,
         original.replace("from ", "from no_such_schema.no_such_relation, "),
     )
     .unwrap();
-    let views_text = views.to_str().unwrap();
+    let views_text = views.path().to_str().unwrap();
     let night = fixture("first_night.jsonl");
     let db = TestDatabase::new().await;
     // Reports exist (built from the built-in views) before the broken one is used, so the
@@ -220,26 +195,18 @@ async fn an_error_in_the_transform_sql_keeps_the_loaded_events_and_a_fixed_rerun
         error.contains("clicks.sql") && error.contains("no_such_schema"),
         "{error}"
     );
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = stderr(&output);
     assert!(stderr.contains("clicks.sql"), "{stderr}");
     let client = db.client().await;
     let loaded = assert_no_partial_batch(&client, 1).await;
     assert!(loaded > 0);
-    let events: i64 = client
-        .query_one("select count(*) from elt.events", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let events = count(&client, "select count(*) from elt.events").await;
     assert_eq!(
         events,
         4 + summary["totals"]["loaded"].as_i64().unwrap(),
         "the loaded events stay (4 from the night before)"
     );
-    let queued: i64 = client
-        .query_one("select count(*) from elt.stale_keys", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let queued = count(&client, "select count(*) from elt.stale_keys").await;
     assert!(queued > 0, "their report keys stay queued");
 
     // Fixed: the same command skips the loaded file and refreshes the queued keys.
@@ -257,11 +224,10 @@ async fn an_error_in_the_transform_sql_keeps_the_loaded_events_and_a_fixed_rerun
         ],
     ));
     assert_eq!(summary["files_skipped"].as_u64(), Some(1));
-    let uninterrupted = TestDatabase::new().await;
-    uninterrupted.run_expecting(0, &["run", &fixture("second_night.jsonl")]);
-    uninterrupted.run_expecting(0, &["run", "--max-line-bytes", "2048", &night]);
-    assert_eq!(
-        report_rows(&client).await,
-        report_rows(&uninterrupted.client().await).await
-    );
+    let uninterrupted = reports_after(&[
+        &["run", &fixture("second_night.jsonl")],
+        &["run", "--max-line-bytes", "2048", &night],
+    ])
+    .await;
+    assert_rows_eq(&report_rows(&client).await, &uninterrupted);
 }

@@ -1,55 +1,30 @@
-//! Night after night: ledger, growth, resume after a kill, unload, incremental bounds and the
-//! incremental == one run == full refresh invariant (SPEC §4, issue 3).
+//! Night after night: ledger, growth, resume after a kill, unload, incremental bounds, and the rule
+//! that events loaded over several runs (each refreshing the reports incrementally) give the same
+//! four reports as the same events loaded in one run and as a full refresh (README, section
+//! "Incremental refresh"; issues 3 and 12).
 
 mod common;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::path::Path;
+use std::time::Duration;
 
-use common::{assert_rows_eq, campaign_elt, fixture, report_rows, stdout_json, TestDatabase};
+use common::{
+    assert_exit, assert_rows_eq, campaign_elt, click, count, event, events_and_the_load, fixture,
+    generate, page_load, report_rows, reports_after, stdout_json, wait_until_committed,
+    write_lines, EventLine, TestDatabase,
+};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
-fn event_line(id: &str, customer: i64, user: i64, fired_at: &str, event_type: &str) -> String {
-    format!(
-        r#"{{"event_id":"{id}","customer_id":{customer},"fired_at":"{fired_at}","user_id":{user},"event_type":"{event_type}","ip":"10.1.2.3","email":"x@example.org"}}"#
-    )
-}
-
-/// `count` page loads `p0`, `p1`, … of customer 1, user i, at 00:00, 00:01, … (count ≤ 10).
-fn page_loads(count: i64) -> Vec<String> {
-    (0..count)
-        .map(|i| {
-            event_line(
-                &format!("p{i}"),
-                1,
-                i,
-                &format!("01/01/2022, 00:0{i}:00"),
-                "ReferralPageLoad",
-            )
-        })
+/// `n` page loads `p0`, `p1`, … of customer 1, user i, at 00:00, 00:01, … (n ≤ 10).
+fn page_loads(n: i64) -> Vec<String> {
+    (0..n)
+        .map(|i| page_load(&format!("p{i}"), 1, i, &format!("01/01/2022, 00:0{i}:00")).to_string())
         .collect()
-}
-
-fn write_file(path: &Path, lines: &[String], final_newline: bool) {
-    let mut text = lines.join("\n");
-    if final_newline && !lines.is_empty() {
-        text.push('\n');
-    }
-    std::fs::write(path, text).unwrap();
-}
-
-fn generate(path: &Path, args: &[&str]) {
-    let output = campaign_elt()
-        .args(["generate", "--output", path.to_str().unwrap()])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "generate failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 #[tokio::test]
@@ -58,23 +33,15 @@ async fn a_grown_file_loads_only_its_new_tail() {
     let path = dir.path().join("events.jsonl");
     let first: Vec<String> = page_loads(6);
     let more: Vec<String> = (0..4)
-        .map(|i| {
-            event_line(
-                &format!("p{i}"),
-                1,
-                i,
-                &format!("01/01/2022, 00:1{i}:00"),
-                "ReferralRecommendClick",
-            )
-        })
+        .map(|i| click(&format!("p{i}"), 1, i, &format!("01/01/2022, 00:1{i}:00")).to_string())
         .collect();
-    write_file(&path, &first, true);
+    write_lines(&path, &first);
     let grown = TestDatabase::new().await;
     let path_text = path.to_str().unwrap();
     // Six lines in batches of three: the last batch is empty and must still know that the
     // file ended with a newline.
     grown.run_expecting(0, &["run", "--batch-lines", "3", path_text]);
-    write_file(&path, &[first.clone(), more.clone()].concat(), true);
+    write_lines(&path, &[first.clone(), more.clone()].concat());
     let summary = stdout_json(&grown.run_expecting(0, &["run", "--json", path_text]));
     assert_eq!(
         summary["totals"]["lines"], 4,
@@ -96,11 +63,9 @@ async fn a_grown_file_loads_only_its_new_tail() {
         "line numbers continue across the growth"
     );
 
-    let whole = TestDatabase::new().await;
-    whole.run_expecting(0, &["run", path_text]);
-    assert_eq!(
-        report_rows(&grown.client().await).await,
-        report_rows(&whole.client().await).await
+    assert_rows_eq(
+        &report_rows(&grown.client().await).await,
+        &reports_after(&[&["run", path_text]]).await,
     );
 }
 
@@ -110,7 +75,7 @@ async fn a_grown_file_whose_last_line_had_no_newline_is_left_alone_unless_forced
     let path = dir.path().join("events.jsonl");
     let path_text = path.to_str().unwrap();
     let lines: Vec<String> = page_loads(3);
-    write_file(&path, &lines, false);
+    std::fs::write(&path, lines.join("\n")).unwrap(); // no final newline
     let db = TestDatabase::new().await;
     db.run_expecting(0, &["run", path_text]);
     let mut file = std::fs::OpenOptions::new()
@@ -118,7 +83,7 @@ async fn a_grown_file_whose_last_line_had_no_newline_is_left_alone_unless_forced
         .open(&path)
         .unwrap();
     file.write_all(b"\n").unwrap();
-    file.write_all(event_line("p9", 1, 9, "01/01/2022, 00:09:00", "ReferralPageLoad").as_bytes())
+    file.write_all(&page_load("p9", 1, 9, "01/01/2022, 00:09:00").bytes())
         .unwrap();
     drop(file);
     let summary = stdout_json(&db.run_expecting(0, &["run", "--json", path_text]));
@@ -136,15 +101,7 @@ async fn a_grown_file_whose_last_line_had_no_newline_is_left_alone_unless_forced
 #[tokio::test]
 async fn unload_gives_the_reports_of_never_having_loaded_the_file() {
     let db = TestDatabase::new().await;
-    db.run_expecting(
-        0,
-        &[
-            "run",
-            "--max-line-bytes",
-            "2048",
-            &fixture("first_night.jsonl"),
-        ],
-    );
+    db.run_first_night();
     let second =
         stdout_json(&db.run_expecting(0, &["run", "--json", &fixture("second_night.jsonl")]));
     let load_id = second["files"][0]["load_id"].as_i64().unwrap().to_string();
@@ -152,39 +109,19 @@ async fn unload_gives_the_reports_of_never_having_loaded_the_file() {
     assert_eq!(unloaded["unloaded"]["removed_events"], 3);
 
     let only_first = TestDatabase::new().await;
-    only_first.run_expecting(
-        0,
-        &[
-            "run",
-            "--max-line-bytes",
-            "2048",
-            &fixture("first_night.jsonl"),
-        ],
-    );
+    only_first.run_first_night();
     let client = db.client().await;
     assert_eq!(
         report_rows(&client).await,
         report_rows(&only_first.client().await).await
     );
-    let ledger: i64 = client
-        .query_one("select count(*) from elt.loads", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let ledger = count(&client, "select count(*) from elt.loads").await;
     assert_eq!(ledger, 1, "the unloaded ledger row is gone");
 
     // Unloading the first night takes its rejects too; an unknown load is an error.
-    let first_id: i64 = client
-        .query_one("select load_id from elt.loads", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let first_id = count(&client, "select load_id from elt.loads").await;
     db.run_expecting(0, &["unload", "--load-id", &first_id.to_string()]);
-    let rejects: i64 = client
-        .query_one("select count(*) from elt.rejects", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let rejects = count(&client, "select count(*) from elt.rejects").await;
     assert_eq!(rejects, 0);
     assert!(report_rows(&client).await.is_empty());
     db.run_expecting(1, &["unload", "--load-id", "999"]);
@@ -226,18 +163,7 @@ async fn a_killed_run_resumes_and_ends_with_the_reports_of_an_uninterrupted_one(
         .spawn()
         .unwrap();
     let client = db.client().await;
-    let mut committed = 0i64;
-    for _ in 0..600 {
-        committed = client
-            .query_opt("select committed_line_number from elt.loads", &[])
-            .await
-            .unwrap()
-            .map_or(0, |row| row.get(0));
-        if committed >= 40_000 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let committed = wait_until_committed(&client, 40_000, Duration::from_secs(12)).await;
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(
@@ -246,15 +172,7 @@ async fn a_killed_run_resumes_and_ends_with_the_reports_of_an_uninterrupted_one(
     );
 
     // No half batch is visible: the events are exactly what the committed batches loaded.
-    let row = client
-        .query_one(
-            "select (select count(*) from elt.events), loaded, committed_line_number, status from elt.loads",
-            &[],
-        )
-        .await
-        .unwrap();
-    let (events, loaded, committed_line, status): (i64, i64, i64, String) =
-        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let (events, loaded, committed_line, status) = events_and_the_load(&client).await;
     assert_eq!(events, loaded);
     assert_eq!(committed_line % 20_000, 0, "batches commit whole");
     if status == "loaded" {
@@ -401,7 +319,7 @@ fn render_event((customer, user, seconds, type_index, id): &(i64, i64, u32, usiz
         seconds / 60 % 60,
         seconds % 60
     );
-    event_line(&format!("e{id}"), *customer, *user, &fired_at, event_type)
+    event(&format!("e{id}"), *customer, *user, &fired_at, event_type).to_string()
 }
 
 #[test]
@@ -431,7 +349,7 @@ fn loading_in_any_split_equals_one_run_and_a_full_refresh() {
                 let mut files = Vec::new();
                 for (index, window) in bounds.windows(2).enumerate() {
                     let path = dir.path().join(format!("part{index}.jsonl"));
-                    write_file(&path, &lines[window[0]..window[1]], true);
+                    write_lines(&path, &lines[window[0]..window[1]]);
                     files.push(path.to_str().unwrap().to_owned());
                 }
                 let split = TestDatabase::new().await;
@@ -454,29 +372,266 @@ fn loading_in_any_split_equals_one_run_and_a_full_refresh() {
         .unwrap();
 }
 
+/// The click-through window the late-page-load cases are built around: the default of
+/// `--click-through-window-seconds`.
+const WINDOW_SECONDS: i64 = 300;
+const HOUR: i64 = 3_600;
+const DAY: i64 = 86_400;
+/// 2022-01-01T00:00:00Z, the first day of the generated cases.
+const FIRST_DAY: i64 = 1_640_995_200;
+/// Files per late-page-load round: each is one `campaign-elt run`, so all but the first refresh
+/// the reports incrementally.
+const LATE_PAGE_LOAD_RUNS: usize = 5;
+
+/// Seconds after 2022-01-01T00:00:00Z as the export writes `fired_at` (UTC).
+fn export_time(seconds: i64) -> String {
+    chrono::DateTime::from_timestamp(FIRST_DAY + seconds, 0)
+        .unwrap()
+        .format("%m/%d/%Y, %H:%M:%S")
+        .to_string()
+}
+
+/// The report hour (as in `report_rows`) of an event fired `seconds` after 2022-01-01.
+fn report_hour(seconds: i64) -> String {
+    chrono::DateTime::from_timestamp(FIRST_DAY + seconds, 0)
+        .unwrap()
+        .format("%Y-%m-%d %H:00")
+        .to_string()
+}
+
+/// One random case of its own customer: background events, plus the two clicks that only a page
+/// load arriving in a later run than the click relates.
+struct LatePageLoadCase {
+    customer: i64,
+    /// (run, line): the run whose file the line is in.
+    arrivals: Vec<(usize, EventLine)>,
+    /// The report hours of the two clicks: related in the reports once everything is loaded.
+    related_click_hours: [String; 2],
+}
+
+fn late_page_load_case(rng: &mut ChaCha8Rng, index: usize) -> LatePageLoadCase {
+    let customer = 1000 + index as i64;
+    let runs = LATE_PAGE_LOAD_RUNS;
+    let first_day = rng.gen_range(0..14) * DAY;
+    let busy_time = first_day + rng.gen_range(0..4 * DAY);
+    let mut arrivals = Vec::new();
+    // Background of users 1 to 3: ids from a small pool (same-id pairs, re-sends, re-sends that
+    // differ), mostly within a few hours of each other, in any run.
+    for _ in 0..rng.gen_range(4..=12) {
+        let seconds = if rng.gen_bool(0.7) {
+            (busy_time + rng.gen_range(-3 * HOUR..3 * HOUR)).max(0)
+        } else {
+            first_day + rng.gen_range(0..6 * DAY)
+        };
+        let event_type = *[
+            "ReferralPageLoad",
+            "ReferralPageLoad",
+            "ReferralRecommendClick",
+            "ReferralRecommendClick",
+            "FaqClick",
+            "EMPTY_VALUE",
+        ]
+        .choose(rng)
+        .unwrap();
+        let line = event(
+            &format!("k{index}-e{}", rng.gen_range(0..6)),
+            customer,
+            rng.gen_range(1..=3),
+            &export_time(seconds),
+            event_type,
+        );
+        arrivals.push((rng.gen_range(0..runs), line));
+    }
+
+    // (a) User 7: a page load shortly before an hour starts and a click (another event id) in
+    // that hour, inside the window — at its very end in a quarter of the cases. The click
+    // arrives first; the page load in a later run.
+    let hour_starts = first_day + rng.gen_range(1..4 * 24) * HOUR;
+    let before = rng.gen_range(1..=WINDOW_SECONDS);
+    let after = if rng.gen_bool(0.25) {
+        WINDOW_SECONDS - before
+    } else {
+        rng.gen_range(0..=WINDOW_SECONDS - before)
+    };
+    let click_run = rng.gen_range(0..runs - 1);
+    arrivals.push((
+        click_run,
+        click(
+            &format!("k{index}-window-click"),
+            customer,
+            7,
+            &export_time(hour_starts + after),
+        ),
+    ));
+    arrivals.push((
+        rng.gen_range(click_run + 1..runs),
+        page_load(
+            &format!("k{index}-window-page-load"),
+            customer,
+            7,
+            &export_time(hour_starts - before),
+        ),
+    ));
+
+    // (b) User 8: a page load and a click with the same event id, the page load fired days
+    // before the click (far outside the window) and arriving in a later run.
+    let page_load_at = first_day + rng.gen_range(0..2 * DAY);
+    let click_at =
+        page_load_at + rng.gen_range(1..=4) * DAY + rng.gen_range(WINDOW_SECONDS + 1..DAY);
+    let click_run = rng.gen_range(0..runs - 1);
+    let id = format!("k{index}-same-id");
+    arrivals.push((click_run, click(&id, customer, 8, &export_time(click_at))));
+    arrivals.push((
+        rng.gen_range(click_run + 1..runs),
+        page_load(&id, customer, 8, &export_time(page_load_at)),
+    ));
+
+    LatePageLoadCase {
+        customer,
+        arrivals,
+        related_click_hours: [report_hour(hour_starts + after), report_hour(click_at)],
+    }
+}
+
+/// The rows that differ between the reports `expected` and `actual`, by customer: `-` a row only
+/// `expected` has, `+` a row only `actual` has (the two rows of one report hour side by side).
+fn report_diff_by_customer(actual: &[String], expected: &[String]) -> BTreeMap<i64, Vec<String>> {
+    let (actual, expected): (BTreeSet<&String>, BTreeSet<&String>) =
+        (actual.iter().collect(), expected.iter().collect());
+    let mut rows: Vec<(&String, char)> = expected
+        .difference(&actual)
+        .map(|row| (*row, '-'))
+        .chain(actual.difference(&expected).map(|row| (*row, '+')))
+        .collect();
+    // By report, customer and hour (the first three fields), `-` before `+`.
+    rows.sort_by_key(|(row, sign)| (row.splitn(4, '|').take(3).collect::<Vec<_>>(), *sign == '+'));
+    let mut by_customer: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for (row, sign) in rows {
+        let customer = row.split('|').nth(1).and_then(|c| c.parse().ok()).unwrap();
+        by_customer
+            .entry(customer)
+            .or_default()
+            .push(format!("{sign} {row}"));
+    }
+    by_customer
+}
+
+/// Issue 12: an incremental refresh recomputes only the (customer, hour) keys its batches queue,
+/// so a page load that arrives after a click it relates must queue that click's hour — when it
+/// has the click's event id, customer and user (however long before the click it fired), and
+/// when it fired inside the click-through window (0 <= click − page load <= 300 s) of a click in
+/// the next hour. Hundreds of random cases, each with both kinds of late page load and random
+/// events around them, each its own customer, spread over several days and five runs; the four
+/// reports after the runs must equal, whole-table, a full refresh of the same database and a
+/// fresh database that loaded the same files in one run. A stale-key query that leaves out
+/// either half of the rule (the same event id, or the window) fails it.
+///
+/// `CAMPAIGN_ELT_LATE_PAGE_LOAD_SEED` overrides the seed (default 12; printed on failure),
+/// `CAMPAIGN_ELT_LATE_PAGE_LOAD_CASES` the number of cases (default 500).
+#[tokio::test]
+async fn late_page_loads_make_incremental_refreshes_relate_their_clicks_like_a_full_refresh() {
+    let seed: u64 = std::env::var("CAMPAIGN_ELT_LATE_PAGE_LOAD_SEED")
+        .map_or(12, |seed| seed.parse().expect("a number"));
+    let cases: usize = std::env::var("CAMPAIGN_ELT_LATE_PAGE_LOAD_CASES")
+        .map_or(500, |cases| cases.parse().expect("a number"));
+    let reproduce = format!(
+        "seed {seed}, {cases} cases; reproduce with CAMPAIGN_ELT_LATE_PAGE_LOAD_SEED={seed} \
+         cargo test --release --test nightly late_page_loads"
+    );
+    // Shown with the output of a failing test, whatever fails.
+    eprintln!("{reproduce}");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let cases: Vec<LatePageLoadCase> = (0..cases)
+        .map(|index| late_page_load_case(&mut rng, index))
+        .collect();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for run in 0..LATE_PAGE_LOAD_RUNS {
+        let mut lines: Vec<&EventLine> = cases
+            .iter()
+            .flat_map(|case| &case.arrivals)
+            .filter(|(arrival_run, _)| *arrival_run == run)
+            .map(|(_, line)| line)
+            .collect();
+        lines.shuffle(&mut rng);
+        let path = dir.path().join(format!("run{run}.jsonl"));
+        write_lines(&path, &lines);
+        files.push(path.to_str().unwrap().to_owned());
+    }
+
+    let db = TestDatabase::new().await;
+    for file in &files {
+        db.run_expecting(0, &["run", file]);
+    }
+    let client = db.client().await;
+    let incremental = report_rows(&client).await;
+    let mut one_run = vec!["run"];
+    one_run.extend(files.iter().map(String::as_str));
+    let one_run = reports_after(&[&one_run]).await;
+    db.run_expecting(0, &["refresh", "--full-refresh"]);
+    let full = report_rows(&client).await;
+
+    // The cases do what they say: both clicks of every case are related in the full refresh.
+    for case in &cases {
+        for hour in &case.related_click_hours {
+            let prefix = format!("click_through_rate|{}|{hour}|", case.customer);
+            let related: i64 = full
+                .iter()
+                .find_map(|row| row.strip_prefix(&prefix))
+                .and_then(|rest| rest.split('|').nth(1)?.parse().ok())
+                .unwrap_or(0);
+            assert!(related >= 1, "{prefix}: no related click ({reproduce})");
+        }
+    }
+
+    for (name, expected) in [("a full refresh", &full), ("one run", &one_run)] {
+        let diff = report_diff_by_customer(&incremental, expected);
+        if diff.is_empty() {
+            continue;
+        }
+        let rows: usize = diff.values().map(Vec::len).sum();
+        let mut message = format!(
+            "the reports after {LATE_PAGE_LOAD_RUNS} runs (incremental refreshes) differ from \
+             {name} in {rows} rows, of {} of the {} customers ({reproduce})\n\
+             `- row` as {name} has it, `+ row` as the incremental refreshes left it; the first \
+             customers, each with its lines and the run that loaded them:\n",
+            diff.len(),
+            cases.len()
+        );
+        for (customer, rows) in diff.iter().take(5) {
+            let case = cases
+                .iter()
+                .find(|case| case.customer == *customer)
+                .unwrap();
+            let mut arrivals: Vec<String> = case
+                .arrivals
+                .iter()
+                .map(|(run, line)| format!("      run {run}: {line}"))
+                .collect();
+            arrivals.sort();
+            message += &format!(
+                "  customer {customer}:\n    {}\n{}\n",
+                rows.join("\n    "),
+                arrivals.join("\n")
+            );
+        }
+        panic!("{message}");
+    }
+}
+
 #[tokio::test]
 async fn the_first_occurrence_wins_across_runs_even_with_other_fields() {
     let dir = tempfile::tempdir().unwrap();
     let first = dir.path().join("first.jsonl");
     let second = dir.path().join("second.jsonl");
-    write_file(
-        &first,
-        &[event_line(
-            "x",
-            1,
-            1,
-            "01/01/2022, 00:10:00",
-            "ReferralPageLoad",
-        )],
-        true,
-    );
-    write_file(
+    write_lines(&first, &[page_load("x", 1, 1, "01/01/2022, 00:10:00")]);
+    write_lines(
         &second,
         &[
-            event_line("x", 2, 5, "01/01/2022, 03:10:00", "ReferralPageLoad"),
-            event_line("x", 1, 1, "01/01/2022, 00:12:00", "ReferralRecommendClick"),
+            page_load("x", 2, 5, "01/01/2022, 03:10:00"),
+            click("x", 1, 1, "01/01/2022, 00:12:00"),
         ],
-        true,
     );
     let db = TestDatabase::new().await;
     db.run_expecting(0, &["run", first.to_str().unwrap()]);
@@ -513,19 +668,18 @@ async fn a_live_stream_commits_and_refreshes_while_standard_input_stays_open() {
     let mut stdin = child.stdin.take().unwrap();
     let client = db.client().await;
     let count_page_loads = || async {
-        client
-            .query_one("select coalesce(sum(page_loads), 0)::bigint from reports.page_loads where customer_id = 7", &[])
-            .await
-            .unwrap()
-            .get::<_, i64>(0)
+        count(
+            &client,
+            "select coalesce(sum(page_loads), 0)::bigint from reports.page_loads where customer_id = 7",
+        )
+        .await
     };
     for (index, minute) in [10, 20].into_iter().enumerate() {
-        let line = event_line(
+        let line = page_load(
             &format!("live{index}"),
             7,
             1,
             &format!("01/01/2022, 00:{minute}:00"),
-            "ReferralPageLoad",
         );
         stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
         stdin.flush().unwrap();
@@ -536,7 +690,7 @@ async fn a_live_stream_commits_and_refreshes_while_standard_input_stays_open() {
             if seen == index as i64 + 1 {
                 break;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(
             seen,
@@ -548,17 +702,8 @@ async fn a_live_stream_commits_and_refreshes_while_standard_input_stays_open() {
     let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let batches: i64 = client
-        .query_one("select count(*) from elt.refreshes", &[])
-        .await
-        .unwrap()
-        .get(0);
+    assert_exit(&output, 0, "run - after standard input closed");
+    let batches = count(&client, "select count(*) from elt.refreshes").await;
     assert!(
         batches >= 3,
         "one refresh per committed batch plus the run's own: {batches}"
@@ -680,8 +825,10 @@ async fn a_resumed_load_keeps_the_first_occurrence_in_load_order_not_in_load_id_
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, customer: i64| {
         let path = dir.path().join(name);
-        let line = event_line("x", customer, 7, "01/01/2022, 10:00:00", "ReferralPageLoad");
-        std::fs::write(&path, format!("{line}\n")).unwrap();
+        write_lines(
+            &path,
+            &[page_load("x", customer, 7, "01/01/2022, 10:00:00")],
+        );
         path.to_str().unwrap().to_owned()
     };
     let (a, b) = (write("a.jsonl", 1), write("b.jsonl", 2));
@@ -709,15 +856,7 @@ async fn a_resumed_load_keeps_the_first_occurrence_in_load_order_not_in_load_id_
 async fn a_bulk_load_that_died_before_its_end_is_finished_by_the_next_command() {
     let db = TestDatabase::new().await;
     let client = db.client().await;
-    db.run_expecting(
-        0,
-        &[
-            "run",
-            "--max-line-bytes",
-            "2048",
-            &fixture("first_night.jsonl"),
-        ],
-    );
+    db.run_first_night();
     let (events, ledger) = events_and_ledger(&client).await;
     // As if a bulk load had died after committing its batches: no indexes, and a later
     // occurrence of an event still in the table and counted as loaded.
@@ -765,26 +904,14 @@ async fn a_rewritten_file_stores_its_own_rejects_and_a_forced_reload_does_not_re
     let path_text = path.to_str().unwrap();
     let db = TestDatabase::new().await;
     let client = db.client().await;
-    let rejects = || async {
-        client
-            .query_one("select count(*) from elt.rejects", &[])
-            .await
-            .unwrap()
-            .get::<_, i64>(0)
-    };
+    let rejects = || async { count(&client, "select count(*) from elt.rejects").await };
     for night in 0..2 {
         // Each night's export starts with the same junk line and has other events.
         let lines = vec![
             "# export v2".to_owned(),
-            event_line(
-                &format!("n{night}"),
-                1,
-                1,
-                "01/01/2022, 00:10:00",
-                "ReferralPageLoad",
-            ),
+            page_load(&format!("n{night}"), 1, 1, "01/01/2022, 00:10:00").to_string(),
         ];
-        write_file(&path, &lines, true);
+        write_lines(&path, &lines);
         db.run_expecting(0, &["run", path_text]);
         assert_eq!(
             rejects().await,
@@ -806,7 +933,7 @@ async fn an_interrupted_load_of_a_file_that_then_grew_resumes_to_its_new_end() {
     let path = dir.path().join("events.jsonl");
     let path_text = path.to_str().unwrap();
     let lines: Vec<String> = page_loads(8);
-    write_file(&path, &lines[..6], true);
+    write_lines(&path, &lines[..6]);
     let db = TestDatabase::new().await;
     db.run_expecting(0, &["run", "--batch-lines", "3", path_text]);
     // Leave the ledger as a run that died after its first batch leaves it.
@@ -821,7 +948,7 @@ async fn an_interrupted_load_of_a_file_that_then_grew_resumes_to_its_new_end() {
         .await
         .unwrap();
     // The writer appended to the file meanwhile.
-    write_file(&path, &lines, true);
+    write_lines(&path, &lines);
     let summary =
         stdout_json(&db.run_expecting(0, &["run", "--json", "--batch-lines", "3", path_text]));
     assert_eq!(summary["lines_resumed"], 3, "{summary}");
@@ -834,10 +961,8 @@ async fn an_interrupted_load_of_a_file_that_then_grew_resumes_to_its_new_end() {
         "one ledger row, finished, covering the whole grown file"
     );
 
-    let whole = TestDatabase::new().await;
-    whole.run_expecting(0, &["run", path_text]);
-    assert_eq!(
-        report_rows(&client).await,
-        report_rows(&whole.client().await).await
+    assert_rows_eq(
+        &report_rows(&client).await,
+        &reports_after(&[&["run", path_text]]).await,
     );
 }

@@ -3,7 +3,8 @@
 mod common;
 
 use common::{
-    assert_rows_eq, fixture, report_rows, stdout_json, TestDatabase, FIRST_NIGHT_REPORTS,
+    assert_exit, assert_rows_eq, count, fixture, report_rows, stderr, stdout_json, TestDatabase,
+    FIRST_NIGHT_REPORTS,
 };
 
 #[tokio::test]
@@ -96,15 +97,7 @@ async fn first_night_gives_every_line_one_outcome_and_the_expected_reports() {
 #[tokio::test]
 async fn a_second_night_deduplicates_across_runs_and_refreshes_neighbouring_hours() {
     let db = TestDatabase::new().await;
-    db.run_expecting(
-        0,
-        &[
-            "run",
-            "--max-line-bytes",
-            "2048",
-            &fixture("first_night.jsonl"),
-        ],
-    );
+    db.run_first_night();
     let output = db.run_expecting(0, &["run", "--json", &fixture("second_night.jsonl")]);
     let summary = stdout_json(&output);
     assert_eq!(summary["totals"]["lines"], 4);
@@ -164,15 +157,7 @@ async fn report_hours_do_not_depend_on_the_session_time_zone() {
         ))
         .await
         .unwrap();
-    db.run_expecting(
-        0,
-        &[
-            "run",
-            "--max-line-bytes",
-            "2048",
-            &fixture("first_night.jsonl"),
-        ],
-    );
+    db.run_first_night();
     let kolkata = db.client().await;
     let zone: String = kolkata
         .query_one("show timezone", &[])
@@ -186,15 +171,7 @@ async fn report_hours_do_not_depend_on_the_session_time_zone() {
 #[tokio::test]
 async fn the_four_reports_keep_their_contract_columns() {
     let db = TestDatabase::new().await;
-    db.run_expecting(
-        0,
-        &[
-            "run",
-            "--max-line-bytes",
-            "2048",
-            &fixture("first_night.jsonl"),
-        ],
-    );
+    db.run_first_night();
     let client = db.client().await;
     let columns = common::rows(
         &client,
@@ -238,11 +215,7 @@ async fn load_then_refresh_builds_the_same_reports_as_run() {
         ],
     );
     let client = db.client().await;
-    let queued: i64 = client
-        .query_one("select count(*) from elt.stale_keys", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let queued = count(&client, "select count(*) from elt.stale_keys").await;
     assert_eq!(queued, 0);
     db.run_expecting(0, &["refresh"]);
     assert_rows_eq(&report_rows(&client).await, FIRST_NIGHT_REPORTS);
@@ -253,14 +226,11 @@ async fn personal_data_is_stored_only_as_keyed_hashes_and_only_with_a_key() {
     let without_key = TestDatabase::new().await;
     without_key.run_expecting(0, &["run", &fixture("second_night.jsonl")]);
     let client = without_key.client().await;
-    let hashed: i64 = client
-        .query_one(
-            "select count(*) from elt.events where ip_hash is not null or email_hash is not null",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let hashed = count(
+        &client,
+        "select count(*) from elt.events where ip_hash is not null or email_hash is not null",
+    )
+    .await;
     assert_eq!(hashed, 0, "no key, no hashes");
 
     let with_key = TestDatabase::new().await;
@@ -279,12 +249,7 @@ async fn personal_data_is_stored_only_as_keyed_hashes_and_only_with_a_key() {
         )
         .output()
         .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_exit(&output, 0, "run with a personal data hash key");
     let client = with_key.client().await;
     // Every fixture event has ip 10.0.0.1 and email someone@example.org: one distinct hash each.
     let counts = common::rows(
@@ -319,5 +284,5 @@ async fn personal_data_is_stored_only_as_keyed_hashes_and_only_with_a_key() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("at least 16 bytes"));
+    assert!(stderr(&output).contains("at least 16 bytes"));
 }

@@ -3,54 +3,37 @@
 
 mod common;
 
-use common::{stdout_json, TestDatabase};
+use common::{
+    count, event, release_the_run_lock, stderr, stdout_and_stderr, stdout_json, take_the_run_lock,
+    write_lines, EventLine, TestDatabase,
+};
 
-fn rejected_line(id: &str) -> String {
-    format!(
-        r#"{{"event_id":"{id}","customer_id":-1,"fired_at":"01\/01\/2022, 00:00:06","user_id":2,"event_type":"FaqClick","ip":"203.0.113.9","email":"private.person.{id}@example.org"}}"#
-    )
+/// A line rejected for its customer id, with the export's personal data fields.
+fn rejected_line(id: &str) -> EventLine {
+    event(id, -1, 2, "01/01/2022, 00:00:06", "FaqClick")
+        .with_personal_data("203.0.113.9", &format!("private.person.{id}@example.org"))
 }
 
-fn good_line(id: &str) -> String {
-    format!(
-        r#"{{"event_id":"{id}","customer_id":1,"fired_at":"01\/01\/2022, 00:00:06","user_id":2,"event_type":"FaqClick"}}"#
-    )
-}
-
-async fn count(client: &tokio_postgres::Client, sql: &str) -> i64 {
-    client.query_one(sql, &[]).await.unwrap().get(0)
+fn good_line(id: &str) -> EventLine {
+    event(id, 1, 2, "01/01/2022, 00:00:06", "FaqClick")
 }
 
 #[tokio::test]
 async fn purge_rejects_deletes_the_raw_lines_of_old_loads_only() {
     let dir = tempfile::tempdir().unwrap();
     let old = dir.path().join("old.jsonl");
-    std::fs::write(
+    write_lines(
         &old,
-        format!(
-            "{}\n{}\n{}\n",
-            good_line("o1"),
-            rejected_line("o2"),
-            rejected_line("o3")
-        ),
-    )
-    .unwrap();
+        &[good_line("o1"), rejected_line("o2"), rejected_line("o3")],
+    );
     let recent = dir.path().join("recent.jsonl");
-    std::fs::write(
-        &recent,
-        format!("{}\n{}\n", good_line("r1"), rejected_line("r2")),
-    )
-    .unwrap();
+    write_lines(&recent, &[good_line("r1"), rejected_line("r2")]);
     let db = TestDatabase::new().await;
     let client = db.client().await;
 
     // Raw rejected lines stay out of the logs, even at debug level and in --json.
     let output = db.run_expecting(0, &["run", "-vv", "--json", old.to_str().unwrap()]);
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let printed = stdout_and_stderr(&output);
     assert!(!printed.contains("private.person"), "{printed}");
     assert!(!printed.contains("203.0.113.9"), "{printed}");
 
@@ -90,9 +73,9 @@ async fn purge_rejects_deletes_the_raw_lines_of_old_loads_only() {
     // 0s: everything.
     let output = db.run_expecting(0, &["purge-rejects", "--older-than", "0s"]);
     assert!(
-        String::from_utf8_lossy(&output.stderr).contains("purged 1 rejected line(s) of 1 load(s)"),
+        stderr(&output).contains("purged 1 rejected line(s) of 1 load(s)"),
         "{}",
-        String::from_utf8_lossy(&output.stderr)
+        stderr(&output)
     );
     assert_eq!(count(&client, "select count(*) from elt.rejects").await, 0);
     // The events are untouched.
@@ -106,20 +89,8 @@ async fn purge_rejects_takes_the_run_lock_and_checks_its_duration() {
     db.run_expecting(2, &["purge-rejects", "--older-than", "-1d"]);
     db.run_expecting(2, &["purge-rejects"]);
     let holder = db.client().await;
-    holder
-        .execute(
-            "select pg_advisory_lock($1)",
-            &[&campaign_elt::db::RUN_LOCK_KEY],
-        )
-        .await
-        .unwrap();
+    take_the_run_lock(&holder).await;
     db.run_expecting(5, &["purge-rejects", "--no-wait", "--older-than", "1d"]);
-    holder
-        .execute(
-            "select pg_advisory_unlock($1)",
-            &[&campaign_elt::db::RUN_LOCK_KEY],
-        )
-        .await
-        .unwrap();
+    release_the_run_lock(&holder).await;
     db.run_expecting(0, &["purge-rejects", "--no-wait", "--older-than", "1d"]);
 }

@@ -4,7 +4,10 @@
 
 mod common;
 
-use common::{campaign_elt, fixture, stdout_json, TestDatabase};
+use common::{
+    campaign_elt, fixture, on_the_server_blocking, run_expecting_at, stderr, stdout, stdout_json,
+    with_query_parameter, TestDatabase,
+};
 
 /// A test database plus the roles of one prefix, dropped (database first) even on panic.
 struct RolesUnderTest {
@@ -39,27 +42,10 @@ impl RolesUnderTest {
             .unwrap();
         let (scheme, rest) = self.db.url.split_once("://").unwrap();
         let (_, rest) = rest.split_once('@').unwrap();
-        let separator = if rest.contains('?') { '&' } else { '?' };
-        format!(
-            "{scheme}://{login}@{rest}{separator}options=-c%20role%3D{}",
-            self.role(kind)
+        with_query_parameter(
+            &format!("{scheme}://{login}@{rest}"),
+            &format!("options=-c%20role%3D{}", self.role(kind)),
         )
-    }
-
-    fn run_as(&self, url: &str, code: i32, args: &[&str]) -> std::process::Output {
-        let output = campaign_elt()
-            .args(args)
-            .args(["--database-url", url])
-            .output()
-            .unwrap();
-        assert_eq!(
-            output.status.code(),
-            Some(code),
-            "{args:?} as {url}\nstdout: {}\nstderr: {}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
     }
 }
 
@@ -67,33 +53,25 @@ impl Drop for RolesUnderTest {
     fn drop(&mut self) {
         let name = self.db.name.clone();
         let prefix = self.prefix.clone();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let admin = common::connect(&common::server_url()).await;
-                // Grants and default privileges live in the database: drop it first.
+        on_the_server_blocking(move |admin| async move {
+            // Grants and default privileges live in the database: drop it first.
+            let _ = admin
+                .batch_execute(&format!("drop database if exists {name} with (force)"))
+                .await;
+            let roles: Vec<String> = admin
+                .query(
+                    "select rolname from pg_roles where starts_with(rolname, $1) order by rolname like '%login%' desc",
+                    &[&format!("{prefix}_")],
+                )
+                .await
+                .map(|rows| rows.iter().map(|row| row.get(0)).collect())
+                .unwrap_or_default();
+            for role in roles {
                 let _ = admin
-                    .batch_execute(&format!("drop database if exists {name} with (force)"))
+                    .batch_execute(&format!("drop role if exists \"{role}\""))
                     .await;
-                let roles: Vec<String> = admin
-                    .query(
-                        "select rolname from pg_roles where starts_with(rolname, $1) order by rolname like '%login%' desc",
-                        &[&format!("{prefix}_")],
-                    )
-                    .await
-                    .map(|rows| rows.iter().map(|row| row.get(0)).collect())
-                    .unwrap_or_default();
-                for role in roles {
-                    let _ = admin
-                        .batch_execute(&format!("drop role if exists \"{role}\""))
-                        .await;
-                }
-            });
-        })
-        .join();
+            }
+        });
     }
 }
 
@@ -146,26 +124,26 @@ async fn each_role_does_its_job_and_no_more() {
     let analyst_url = test.login("analyst").await;
 
     // loader: loads, cannot refresh.
-    test.run_as(
+    run_expecting_at(
         &loader_url,
         0,
         &["load", "--max-line-bytes", "2048", &night],
     );
-    test.run_as(&loader_url, 0, &["status"]);
-    let output = test.run_as(&loader_url, 1, &["refresh"]);
-    assert!(String::from_utf8_lossy(&output.stderr).contains("permission denied"));
+    run_expecting_at(&loader_url, 0, &["status"]);
+    let output = run_expecting_at(&loader_url, 1, &["refresh"]);
+    assert!(stderr(&output).contains("permission denied"));
     // transform: refreshes, cannot load.
-    test.run_as(&transform_url, 0, &["refresh"]);
-    let output = test.run_as(&transform_url, 1, &["load", "--force", &night]);
-    assert!(String::from_utf8_lossy(&output.stderr).contains("permission denied"));
-    test.run_as(&transform_url, 0, &["refresh", "--full-refresh"]);
+    run_expecting_at(&transform_url, 0, &["refresh"]);
+    let output = run_expecting_at(&transform_url, 1, &["load", "--force", &night]);
+    assert!(stderr(&output).contains("permission denied"));
+    run_expecting_at(&transform_url, 0, &["refresh", "--full-refresh"]);
     // analyst: reads the reports.
-    let output = test.run_as(
+    let output = run_expecting_at(
         &analyst_url,
         0,
         &["report", "page_loads", "--format", "csv"],
     );
-    assert!(String::from_utf8_lossy(&output.stdout).lines().count() > 1);
+    assert!(stdout(&output).lines().count() > 1);
 
     let loader = common::connect(&loader_url).await;
     let transform = common::connect(&transform_url).await;
@@ -257,7 +235,7 @@ async fn relations_built_before_setup_are_handed_to_the_transform_role() {
     );
     let transform_url = test.login("transform").await;
     let analyst_url = test.login("analyst").await;
-    test.run_as(&transform_url, 0, &["refresh", "--full-refresh"]);
+    run_expecting_at(&transform_url, 0, &["refresh", "--full-refresh"]);
     let analyst = common::connect(&analyst_url).await;
     assert_allowed(
         &analyst,

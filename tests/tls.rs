@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{campaign_elt, fixture, TestDatabase};
+use common::{assert_exit, campaign_elt, fixture, stderr, stdout, stdout_and_stderr, TestDatabase};
 
 /// An unrelated CA (shared with the unit tests in src/config/tls.rs): it signed nothing the server has.
 const UNRELATED_CA: &str = include_str!("fixtures/unrelated-ca.pem");
@@ -36,7 +36,7 @@ fn url_with_host(url: &str, host: &str, query: &str) -> String {
 
 /// The server's certificate, copied where the test can name it; fails loudly when TLS is off.
 async fn server_certificate(dir: &Path) -> PathBuf {
-    let admin = common::connect(&common::server_url()).await;
+    let admin = common::connect(common::server_url()).await;
     let ssl: String = admin.query_one("show ssl", &[]).await.unwrap().get(0);
     assert_eq!(
         ssl, "on",
@@ -66,15 +66,6 @@ fn run_with_home(home: &Path, url: &str, args: &[&str]) -> Output {
         .args(["--database-url", url])
         .output()
         .unwrap()
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 #[tokio::test]
@@ -109,8 +100,8 @@ async fn require_encrypts_and_verify_full_needs_the_right_root_certificate() {
         &url_with_host(&db.url, &ip, "sslmode=require"),
         &report,
     );
-    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
-    let csv = String::from_utf8_lossy(&output.stdout);
+    assert_exit(&output, 0, "sslmode=require");
+    let csv = stdout(&output);
     assert!(
         csv.contains("true,TLSv1."),
         "the connection is encrypted: {csv}"
@@ -122,8 +113,8 @@ async fn require_encrypts_and_verify_full_needs_the_right_root_certificate() {
         &url_with_host(&db.url, &ip, "sslmode=disable"),
         &report,
     );
-    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("false"));
+    assert_exit(&output, 0, "sslmode=disable");
+    assert!(stdout(&output).contains("false"));
 
     // verify-full without any root certificate: refused, naming the missing file.
     let output = run_with_home(
@@ -131,9 +122,9 @@ async fn require_encrypts_and_verify_full_needs_the_right_root_certificate() {
         &url_with_host(&db.url, "localhost", "sslmode=verify-full"),
         &report,
     );
-    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("root.crt"), "{stderr}");
+    assert_exit(&output, 1, "verify-full without a root certificate");
+    let message = stderr(&output);
+    assert!(message.contains("root.crt"), "{message}");
 
     // verify-full with an unrelated root: the chain does not verify.
     let with_root = |host: &str, mode: &str, root: &Path| {
@@ -148,11 +139,11 @@ async fn require_encrypts_and_verify_full_needs_the_right_root_certificate() {
         &with_root("localhost", "verify-full", &unrelated),
         &report,
     );
-    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
-    let stderr = String::from_utf8_lossy(&output.stderr).to_lowercase();
+    assert_exit(&output, 1, "verify-full with an unrelated root");
+    let message = stderr(&output).to_lowercase();
     assert!(
-        stderr.contains("cannot connect") && stderr.contains("certificate"),
-        "{stderr}"
+        message.contains("cannot connect") && message.contains("certificate"),
+        "{message}"
     );
 
     // verify-full with the server's certificate as the root, by its name: succeeds.
@@ -161,8 +152,12 @@ async fn require_encrypts_and_verify_full_needs_the_right_root_certificate() {
         &with_root("localhost", "verify-full", &certificate),
         &report,
     );
-    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("true,TLSv1."));
+    assert_exit(
+        &output,
+        0,
+        "verify-full by name with the server's certificate",
+    );
+    assert!(stdout(&output).contains("true,TLSv1."));
 
     // ... but not by an address the certificate does not name.
     let output = run_with_home(
@@ -170,14 +165,18 @@ async fn require_encrypts_and_verify_full_needs_the_right_root_certificate() {
         &with_root(&ip, "verify-full", &certificate),
         &report,
     );
-    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert_exit(
+        &output,
+        1,
+        "verify-full by an address the certificate does not name",
+    );
     // verify-ca checks the chain only, so the address is fine.
     let output = run_with_home(
         home.path(),
         &with_root(&ip, "verify-ca", &certificate),
         &report,
     );
-    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_exit(&output, 0, "verify-ca by address");
 
     // PGSSLMODE / PGSSLROOTCERT do the same as the URL.
     let output = campaign_elt()
@@ -188,8 +187,8 @@ async fn require_encrypts_and_verify_full_needs_the_right_root_certificate() {
         .args(["--database-url", &url_with_host(&db.url, "localhost", "")])
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("true,TLSv1."));
+    assert_exit(&output, 0, "PGSSLMODE=verify-full with PGSSLROOTCERT");
+    assert!(stdout(&output).contains("true,TLSv1."));
 }
 
 /// Passwords from the URL, PGPASSWORD and a .pgpass file never appear in stdout or stderr of
@@ -229,14 +228,7 @@ async fn passwords_never_appear_in_any_output() {
         missing_db(&with_password),
     ] {
         for command in &commands {
-            outputs.push(
-                campaign_elt()
-                    .env("HOME", home.path())
-                    .args(command)
-                    .args(["--database-url", &url])
-                    .output()
-                    .unwrap(),
-            );
+            outputs.push(run_with_home(home.path(), &url, command));
         }
     }
     for url in [db.url.clone(), refused(&db.url), missing_db(&db.url)] {
@@ -278,11 +270,7 @@ async fn passwords_never_appear_in_any_output() {
         "both successes and failures are checked"
     );
     for output in &outputs {
-        let all = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let all = stdout_and_stderr(output);
         for password in [in_url, in_env, in_pgpass] {
             assert!(
                 !all.contains(password),

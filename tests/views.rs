@@ -6,13 +6,12 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_rows_eq, campaign_elt, copy_dir, fixture, report_rows, rows, stdout_json, TestDatabase,
-    FIRST_NIGHT_REPORTS,
+    assert_rows_eq, campaign_elt, copy_of_views, count, fixture, report_rows, rows, stderr, stdout,
+    stdout_json, TestDatabase, FIRST_NIGHT_REPORTS,
 };
 use tempfile::TempDir;
 
@@ -52,14 +51,9 @@ struct Project {
 
 impl Project {
     async fn new() -> Project {
-        let views = tempfile::tempdir().unwrap();
-        copy_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("views"),
-            views.path(),
-        );
         Project {
             db: TestDatabase::new().await,
-            views,
+            views: copy_of_views(),
         }
     }
 
@@ -106,10 +100,6 @@ impl Project {
             ],
         );
     }
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// The 1-based line of `file_text` that contains `needle`.
@@ -217,11 +207,7 @@ async fn a_broken_view_fails_naming_file_line_and_message_and_keeps_the_old_repo
         "{message}"
     );
     assert_rows_eq(&report_rows(&client).await, FIRST_NIGHT_REPORTS);
-    let events: i64 = client
-        .query_one("select count(*) from elt.events", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let events = count(&client, "select count(*) from elt.events").await;
     assert_eq!(events, 20, "the second night's 3 events stay loaded");
 
     // Fixed: the next refresh catches up on the queued keys.
@@ -305,7 +291,7 @@ async fn a_new_file_creates_its_relation() {
             "csv",
         ],
     );
-    let csv = String::from_utf8_lossy(&output.stdout);
+    let csv = stdout(&output);
     assert!(csv.contains("1,2022-01-01"), "{csv}");
     assert!(csv.contains(",5,3,0.6"), "{csv}");
     assert_rows_eq(&report_rows(&client).await, &common::second_night_reports());
@@ -533,8 +519,7 @@ async fn a_materialized_view_is_refreshed_after_each_load_concurrently_with_a_un
         .get(0);
     assert_eq!(kind, "m");
 
-    let plan =
-        String::from_utf8_lossy(&project.run(0, &["refresh", "--dry-run"]).stdout).into_owned();
+    let plan = stdout(&project.run(0, &["refresh", "--dry-run"]));
     assert!(
         plan.contains("-- reports/customer_page_loads.sql (refresh)\nrefresh materialized view concurrently \"reports\".\"customer_page_loads\";"),
         "{plan}"
@@ -656,12 +641,8 @@ async fn dry_run_prints_the_statements_in_order_and_changes_nothing() {
         stderr(&run)
     );
     assert_eq!(database_state(&project.db).await, before);
-    let plan = String::from_utf8_lossy(&refresh.stdout).into_owned();
-    assert_eq!(
-        String::from_utf8_lossy(&run.stdout),
-        plan,
-        "run --dry-run prints the refresh"
-    );
+    let plan = stdout(&refresh);
+    assert_eq!(stdout(&run), plan, "run --dry-run prints the refresh");
 
     let claim = "-- campaign-elt (claim the queued stale keys as stale_ranges)";
     let hourly = "-- intermediate/int_customer_hourly.sql (refresh)";
@@ -732,13 +713,10 @@ async fn a_view_file_without_the_header_fails_with_a_clear_message() {
         );
     }
     // Nothing was loaded: the view files are read before anything else happens.
-    let events: i64 = project
-        .db
-        .client()
-        .await
-        .query_one("select count(*) from elt.events", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let events = count(
+        &project.db.client().await,
+        "select count(*) from elt.events",
+    )
+    .await;
     assert_eq!(events, 0);
 }

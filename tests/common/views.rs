@@ -1,0 +1,28 @@
+//! Copies of the repository's `views/`, for tests that edit, add or break report SQL.
+
+use std::path::Path;
+
+use tempfile::TempDir;
+
+/// A temporary copy of `views/`, for `--views-dir`.
+pub fn copy_of_views() -> TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("views"),
+        copy.path(),
+    );
+    copy
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
