@@ -1,7 +1,8 @@
 //! Night after night: ledger, growth, resume after a kill, unload, incremental bounds, and the rule
 //! that events loaded over several runs (each refreshing the reports incrementally) give the same
-//! four reports as the same events loaded in one run and as a full refresh (README, section
-//! "Incremental refresh"; issues 3 and 12).
+//! four reports as the same events loaded in one run and as a full refresh (docs/design.md,
+//! "Incremental refresh recomputes only the stale keys and their neighbours"; issues 3
+//! and 12).
 
 mod common;
 
