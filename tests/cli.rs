@@ -451,3 +451,34 @@ async fn a_settings_change_whose_rebuild_failed_is_finished_by_the_next_refresh(
         .get(0);
     assert!(!pending, "the completed rebuild clears the flag");
 }
+
+/// Issue 12: the read commands only check the schema version — they take no lock, apply no
+/// migration and say what to run — while `migrate` waits for the run lock.
+#[tokio::test]
+async fn read_commands_never_migrate_and_migrate_takes_the_run_lock() {
+    let db = TestDatabase::empty().await;
+    let mut client = db.client().await;
+    common::migrate_to(&mut client, 4).await;
+    let applied = "select max(version)::bigint from refinery_schema_history";
+    for command in [&["status"][..], &["report", "page_loads"], &["test"]] {
+        let output = db.run_expecting(1, command);
+        assert!(
+            stderr(&output).contains("run `campaign-elt migrate`"),
+            "{command:?}: {}",
+            stderr(&output)
+        );
+        assert_eq!(count(&client, applied).await, 4, "{command:?} migrated");
+    }
+    take_the_run_lock(&client).await;
+    let output = db.run_expecting(5, &["--no-wait", "migrate"]);
+    assert!(
+        stderr(&output).contains("holds the lock"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(count(&client, applied).await, 4);
+    release_the_run_lock(&client).await;
+    db.run_expecting(0, &["migrate"]);
+    assert!(count(&client, applied).await > 4);
+    db.run_expecting(0, &["status"]);
+}

@@ -190,6 +190,7 @@ pub fn plan_refresh(
     if rebuilds_incremental {
         prepare.extend(PREPARE_ALL_RANGES.iter().map(|s| s.to_string()));
     }
+    prepare.extend(INCREMENTAL_REFRESH_SCOPE.iter().map(|s| s.to_string()));
     let mut steps = vec![PlanStep {
         path: "campaign-elt".into(),
         relation: String::new(),
@@ -330,7 +331,7 @@ pub(super) const INCREMENTAL_REFRESH_SCOPE: [&str; 2] = [
 /// refresh rolls back) and defines `stale_ranges (customer_id, starts_at, ends_at)` and
 /// `refresh_mode (is_full_refresh)` (a constant, so that PostgreSQL plans only the branch of a
 /// model that applies).
-pub(super) const PREPARE_STALE_RANGES: [&str; 4] = [
+pub(super) const PREPARE_STALE_RANGES: [&str; 2] = [
     "create temporary table elt_queued_ranges on commit drop as
 with claimed as (
     delete from elt.stale_keys returning customer_id, hour
@@ -338,8 +339,6 @@ with claimed as (
 select distinct customer_id, hour as starts_at, hour + interval '1 hour' as ends_at
 from claimed",
     "analyze elt_queued_ranges",
-    INCREMENTAL_REFRESH_SCOPE[0],
-    INCREMENTAL_REFRESH_SCOPE[1],
 ];
 
 /// Every customer's whole time range, for the incremental models a refresh rebuilds. It reads
