@@ -482,3 +482,36 @@ async fn read_commands_never_migrate_and_migrate_takes_the_run_lock() {
     assert!(count(&client, applied).await > 4);
     db.run_expecting(0, &["status"]);
 }
+
+/// Issue 13: `generate --mix realistic` writes the realistic mix (dirt of every kind, re-sends),
+/// and a rate flag overrides the mix's value.
+#[test]
+fn generate_mix_realistic_writes_dirt_and_re_sends_and_flags_override_it() {
+    let directory = tempfile::tempdir().unwrap();
+    let check = |args: &[&str]| {
+        let path = directory.path().join("mix.jsonl");
+        common::generate(&path, args);
+        let output = campaign_elt()
+            .args(["check", "--json", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_exit(&output, 0, "check");
+        stdout_json(&output)["totals"].clone()
+    };
+    // The clean mix's only rejects are its EMPTY_VALUE events.
+    let reasons = |totals: &serde_json::Value| -> Vec<String> {
+        totals["rejected_by_reason"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let realistic = check(&["--mix", "realistic", "--lines", "20000", "--seed", "3"]);
+    assert!(reasons(&realistic).len() > 5, "{realistic}");
+    assert!(realistic["blank"].as_u64().unwrap() > 0, "{realistic}");
+    let clean = check(&["--lines", "20000", "--seed", "3"]);
+    assert_eq!(reasons(&clean), ["unknown_event_type"], "{clean}");
+    let overridden = check(&["--mix", "realistic", "--dirt-rate", "0", "--lines", "20000"]);
+    assert_eq!(reasons(&overridden), ["unknown_event_type"], "{overridden}");
+}

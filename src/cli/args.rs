@@ -10,6 +10,7 @@ use super::parse::{
     parse_duration, parse_prefix, parse_seconds, parse_start, parse_time_bound, MaxRejected,
 };
 use crate::admin::roles::DEFAULT_ROLE_PREFIX;
+pub use crate::generate::Mix;
 pub use crate::report::print::ReportFormat;
 
 /// Settings that change what the reports mean; stored in the database by the first run.
@@ -192,21 +193,35 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 99, value_name = "N")]
     pub users: u32,
 
-    /// Share of lines that are dirty, spread over every reject reason (0–1).
-    #[arg(long, default_value_t = 0.0, value_name = "RATE")]
-    pub dirt_rate: f64,
+    /// Which mix of clean and dirty lines: `clean` (the real sample's mix, ~8 % EMPTY_VALUE) or
+    /// `realistic` (on top: 1 % dirty lines of every kind, 0.5 % exact re-sends, 0.1 %
+    /// conflicting re-sends, 1 % late lines of which half are 1–7 days late). The rate flags
+    /// below override the mix's values.
+    #[arg(long, value_enum, default_value_t = Mix::Clean)]
+    pub mix: Mix,
 
-    /// Share of lines that re-send an earlier line byte for byte (0–1).
-    #[arg(long, default_value_t = 0.0, value_name = "RATE")]
-    pub exact_duplicate_rate: f64,
+    /// Share of lines that are dirty, spread over every reject reason (0–1) [default: the mix's].
+    #[arg(long, value_name = "RATE")]
+    pub dirt_rate: Option<f64>,
 
-    /// Share of lines that re-send an earlier event id and type with other fields (0–1).
-    #[arg(long, default_value_t = 0.0, value_name = "RATE")]
-    pub conflicting_resend_rate: f64,
+    /// Share of lines that re-send an earlier line byte for byte (0–1) [default: the mix's].
+    #[arg(long, value_name = "RATE")]
+    pub exact_duplicate_rate: Option<f64>,
 
-    /// Share of clean events written 2–300 s late, out of time order (0–1).
-    #[arg(long, default_value_t = 0.0, value_name = "RATE")]
-    pub late_rate: f64,
+    /// Share of lines that re-send an earlier event id and type with other fields (0–1)
+    /// [default: the mix's].
+    #[arg(long, value_name = "RATE")]
+    pub conflicting_resend_rate: Option<f64>,
+
+    /// Share of clean events written out of time order (0–1) [default: the mix's]: 2–300 s
+    /// late, or 1–7 days for the share `--days-late-share` of them.
+    #[arg(long, value_name = "RATE")]
+    pub late_rate: Option<f64>,
+
+    /// Share of the late events that are 1–7 days late instead of seconds to minutes (0–1)
+    /// [default: the mix's].
+    #[arg(long, value_name = "SHARE")]
+    pub days_late_share: Option<f64>,
 }
 
 #[derive(Debug, Clone, Args)]

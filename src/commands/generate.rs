@@ -14,6 +14,7 @@ pub(super) fn generate(
     stdout: &mut dyn Write,
 ) -> Result<i32> {
     let quiet = global.quiet;
+    let mix = args.mix.options();
     let options = GenerateOptions {
         lines: args.lines,
         seed: args.seed,
@@ -21,10 +22,15 @@ pub(super) fn generate(
         events_per_hour: args.events_per_hour,
         customers: args.customers,
         users: args.users,
-        dirt_rate: args.dirt_rate,
-        exact_duplicate_rate: args.exact_duplicate_rate,
-        conflicting_resend_rate: args.conflicting_resend_rate,
-        late_rate: args.late_rate,
+        dirt_rate: args.dirt_rate.unwrap_or(mix.dirt_rate),
+        exact_duplicate_rate: args
+            .exact_duplicate_rate
+            .unwrap_or(mix.exact_duplicate_rate),
+        conflicting_resend_rate: args
+            .conflicting_resend_rate
+            .unwrap_or(mix.conflicting_resend_rate),
+        late_rate: args.late_rate.unwrap_or(mix.late_rate),
+        days_late_share: args.days_late_share.unwrap_or(mix.days_late_share),
     };
     options
         .validate()

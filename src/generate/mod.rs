@@ -46,6 +46,9 @@ const CLICK_SHARE_OF_FOLLOW_UPS: f64 = 10_092.0 / 20_104.0;
 const FOLLOW_UP_DELAY_S: (i64, i64) = (6, 600);
 /// Late lines are emitted this many microseconds after their `fired_at` (inclusive).
 const LATENESS_US: (i64, i64) = (2_000_000, 300_000_000);
+/// Days-late lines (see [`GenerateOptions::days_late_share`]) are emitted this many
+/// microseconds after their `fired_at` (inclusive): 1 to 7 days.
+const DAYS_LATENESS_US: (i64, i64) = (86_400_000_000, 7 * 86_400_000_000);
 /// Conflicting re-sends move `fired_at` by up to this many seconds either way.
 const RESEND_SHIFT_S: i64 = 3_600;
 /// Exact duplicates and conflicting re-sends repeat one of this many latest clean events.
@@ -76,9 +79,39 @@ pub struct GenerateOptions {
     /// Fraction of lines that re-send an earlier event (same `event_id` and `event_type`) with
     /// another `fired_at` and/or `user_id`.
     pub conflicting_resend_rate: f64,
-    /// Fraction of clean events written a few seconds to minutes after their `fired_at`, i.e.
-    /// out of time order.
+    /// Fraction of clean events written after their `fired_at`, i.e. out of time order: a few
+    /// seconds to minutes late, or 1 to 7 days (see `days_late_share`).
     pub late_rate: f64,
+    /// Share of the late events that are 1 to 7 days late (a backfill, a delayed re-send)
+    /// instead of seconds to minutes.
+    pub days_late_share: f64,
+}
+
+/// The mixes of clean and dirty lines that `generate --mix` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mix {
+    /// Only the real sample's clean mix (with its ~8 % `EMPTY_VALUE` events).
+    Clean,
+    /// What real nightly logs carry on top: 1 % dirty lines of every kind, 0.5 % exact re-sends,
+    /// 0.1 % conflicting re-sends, 1 % late lines of which half are 1–7 days late.
+    Realistic,
+}
+
+impl Mix {
+    /// The options of this mix; the caller may override any of them.
+    pub fn options(self) -> GenerateOptions {
+        match self {
+            Mix::Clean => GenerateOptions::default(),
+            Mix::Realistic => GenerateOptions {
+                dirt_rate: 0.01,
+                exact_duplicate_rate: 0.005,
+                conflicting_resend_rate: 0.001,
+                late_rate: 0.01,
+                days_late_share: 0.5,
+                ..GenerateOptions::default()
+            },
+        }
+    }
 }
 
 impl Default for GenerateOptions {
@@ -96,6 +129,7 @@ impl Default for GenerateOptions {
             exact_duplicate_rate: 0.0,
             conflicting_resend_rate: 0.0,
             late_rate: 0.0,
+            days_late_share: 0.0,
         }
     }
 }
@@ -126,6 +160,7 @@ impl GenerateOptions {
             ("exact_duplicate_rate", self.exact_duplicate_rate),
             ("conflicting_resend_rate", self.conflicting_resend_rate),
             ("late_rate", self.late_rate),
+            ("days_late_share", self.days_late_share),
         ] {
             if !(0.0..=1.0).contains(&rate) {
                 return Err(format!("{name} must be between 0 and 1, got {rate}"));
@@ -511,7 +546,14 @@ impl<'a> Generator<'a> {
                 let mut bytes = Vec::with_capacity(self.line.capacity());
                 render::render(&self.pop, &mut self.times, &event, &mut bytes);
                 bytes.push(b'\n');
-                let release_us = event.time_us + self.rng.gen_range(LATENESS_US.0..=LATENESS_US.1);
+                let lateness = if self.opts.days_late_share > 0.0
+                    && self.rng.gen::<f64>() < self.opts.days_late_share
+                {
+                    DAYS_LATENESS_US
+                } else {
+                    LATENESS_US
+                };
+                let release_us = event.time_us + self.rng.gen_range(lateness.0..=lateness.1);
                 let seq = self.next_seq();
                 self.late.push(Reverse(LateLine {
                     release_us,

@@ -450,6 +450,57 @@ fn late_lines_are_the_only_ones_out_of_order() {
     assert_outcomes(&stats, &bytes);
 }
 
+/// Issue 13: the realistic mix is one definition, and half of its late lines are 1–7 days late.
+#[test]
+fn the_realistic_mix_has_every_kind_of_dirt_and_days_late_lines() {
+    let realistic = Mix::Realistic.options();
+    assert_eq!(
+        (
+            realistic.dirt_rate,
+            realistic.exact_duplicate_rate,
+            realistic.conflicting_resend_rate,
+            realistic.late_rate,
+            realistic.days_late_share
+        ),
+        (0.01, 0.005, 0.001, 0.01, 0.5)
+    );
+    assert_eq!(Mix::Clean.options(), GenerateOptions::default());
+    // 200 events per hour over 20,000 lines: about four days, so days-late lines show up.
+    let options = GenerateOptions {
+        lines: 20_000,
+        seed: 13,
+        events_per_hour: 200.0,
+        late_rate: 0.05,
+        ..realistic
+    };
+    let (bytes, stats) = run(&options);
+    let mut max: Option<NaiveDateTime> = None;
+    let (mut minutes_late, mut days_late) = (0, 0);
+    for line in split(&bytes) {
+        let Outcome::Event(e) = classify(line) else {
+            continue;
+        };
+        match max {
+            Some(m) if e.fired_at < m => {
+                let late = (m - e.fired_at).num_seconds();
+                assert!(late <= 7 * 86_400, "at most 7 days late, got {late} s");
+                if late > 86_400 - 600 {
+                    days_late += 1;
+                } else {
+                    minutes_late += 1;
+                }
+            }
+            _ => max = Some(e.fired_at),
+        }
+    }
+    assert!(
+        days_late > 0 && minutes_late > 0,
+        "{days_late} {minutes_late}"
+    );
+    assert!(stats.exact_duplicates > 0 && stats.conflicting_resends > 0 && stats.rejected() > 0);
+    assert_outcomes(&stats, &bytes);
+}
+
 #[test]
 fn dirt_produces_every_kind_and_each_line_gets_its_intended_outcome() {
     let options = GenerateOptions {
@@ -678,11 +729,13 @@ proptest::proptest! {
         dup in 0.0f64..0.25,
         resend in 0.0f64..0.25,
         late in 0.0f64..0.3,
+        days_late in 0.0f64..1.0,
         eph in 1.0f64..100_000.0,
     ) {
         let options = GenerateOptions {
             lines, seed, users, customers, dirt_rate: dirt, exact_duplicate_rate: dup,
-            conflicting_resend_rate: resend, late_rate: late, events_per_hour: eph,
+            conflicting_resend_rate: resend, late_rate: late, days_late_share: days_late,
+            events_per_hour: eph,
             ..GenerateOptions::default()
         };
         let (bytes, stats) = run(&options);
