@@ -59,7 +59,7 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Apply the schema migrations (also done at the start of load, refresh and run).
+    /// Apply the schema migrations, holding the run lock (every writing command does it first).
     Migrate,
     /// Load files into the events table without refreshing the reports.
     Load(LoadArgs),

@@ -17,7 +17,19 @@ pub(super) async fn purge_rejects(
 ) -> Result<i32> {
     let mut session = session::open_for_writing(global).await?;
     let run_id = run_record::start(&session.client, "purge-rejects").await?;
-    let summary = purge(&mut session.client, args.older_than).await?;
+    let summary = match purge(&mut session.client, args.older_than).await {
+        Ok(summary) => summary,
+        Err(error) => {
+            let code = exit::code_for(&error);
+            let failure = serde_json::json!({ "error": format!("{error:#}") });
+            let recorded =
+                run_record::finish(&session.client, run_id, RunStatus::Failed, code, &failure);
+            if let Err(record_error) = recorded.await {
+                tracing::debug!("cannot record the failed purge: {record_error:#}");
+            }
+            return Err(error);
+        }
+    };
     run_record::finish(
         &session.client,
         run_id,

@@ -1,5 +1,6 @@
-//! One `elt.runs` row per command that writes: started when it has the lock, finished with its
-//! status, exit code and `--json` summary.
+//! One `elt.runs` row per command that writes data (`load`, `refresh`, `run`, `unload`,
+//! `purge-rejects`): started when it has the lock, finished with its status, exit code and
+//! `--json` summary.
 
 use anyhow::{Context, Result};
 use serde::Serialize;

@@ -61,7 +61,7 @@ async fn is_up_to_date(client: &Client, migrations: &[refinery::Migration]) -> R
 }
 
 /// Fails, saying what to run, unless every embedded migration is applied: the check of the
-/// commands that only read (`status`, `report`, `test`, dry runs), which never change the schema.
+/// commands that only read (`status`, `report`, `test`), which never change the schema.
 pub async fn ensure_up_to_date(client: &Client) -> Result<()> {
     let runner = embedded::migrations::runner();
     if !is_up_to_date(client, runner.get_migrations()).await? {

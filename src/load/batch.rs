@@ -28,7 +28,8 @@ pub(super) struct FileBatches<'a> {
 }
 
 /// Runs the file's batches as the reader cuts them, each in its own transaction, until the end
-/// of the input. Returns the counts and whether the input's last line ended with `\n`.
+/// of the input, adding each batch's counts to `counts`. Returns whether the input's last line
+/// ended with `\n`.
 pub(super) async fn load_batches(
     client: &mut Client,
     file: &FileBatches<'_>,

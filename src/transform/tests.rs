@@ -442,3 +442,21 @@ fn only_a_refresh_that_rebuilds_reads_every_customers_range() {
     let first = plan_refresh(&views, &[], false);
     assert!(prepare(&first).contains("create temporary table elt_all_ranges"));
 }
+
+#[test]
+fn a_stale_keys_header_that_names_another_model_is_refused() {
+    let files = vec![
+        file(
+            "intermediate/hourly.sql",
+            "-- materialized: incremental\n-- stale keys: other.sql\nselect 1",
+        ),
+        file("intermediate/other.sql", "-- materialized: view\nselect 1"),
+    ];
+    let error = ViewSet::from_files("test".into(), files)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("must be named <model>.stale_keys.sql"),
+        "{error}"
+    );
+}

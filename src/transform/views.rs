@@ -81,7 +81,8 @@ pub struct Model {
 }
 
 /// A model's stale-keys query: `(customer_id, hour)` rows selected from `changed_events`,
-/// `elt.events` and `elt.settings`, queued with every batch (see `load::merge`).
+/// `elt.events` and `elt.settings`, queued with every batch once reports exist, and by `unload`
+/// (see `load::merge`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaleKeys {
     /// Path relative to the views directory.
@@ -231,6 +232,9 @@ fn declared_stale_keys(files: &[(String, String)]) -> Result<BTreeMap<String, St
             "" => file.to_owned(),
             directory => format!("{directory}/{file}"),
         };
+        if !file.ends_with(".stale_keys.sql") {
+            bail!("{path}: its stale-keys file {file:?} must be named <model>.stale_keys.sql");
+        }
         let stale_sql = files
             .iter()
             .find(|(candidate, _)| *candidate == stale_path)
