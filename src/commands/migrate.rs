@@ -11,9 +11,7 @@ use crate::exit;
 
 pub(super) async fn migrate(global: &GlobalArgs, stdout: &mut dyn Write) -> Result<i32> {
     let (mut client, _) = session::connect(global).await?;
-    if db::acquire_run_lock(&client, !global.no_wait).await? == db::LockOutcome::HeldByAnotherRun {
-        return Err(crate::exit::LockHeld.into());
-    }
+    session::take_run_lock(&client, global).await?;
     let applied = db::migrate(&mut client).await?;
     let human = if applied.is_empty() {
         "schema is up to date".to_owned()

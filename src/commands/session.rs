@@ -30,9 +30,7 @@ pub(super) async fn connect(global: &GlobalArgs) -> Result<(Client, ConnectionPa
 /// that died before its end (it left the events table without its indexes).
 pub(super) async fn open_for_writing(global: &GlobalArgs) -> Result<WriteSession> {
     let (mut client, connection) = connect(global).await?;
-    if db::acquire_run_lock(&client, !global.no_wait).await? == LockOutcome::HeldByAnotherRun {
-        return Err(LockHeld.into());
-    }
+    take_run_lock(&client, global).await?;
     let started = Instant::now();
     db::migrate(&mut client).await?;
     crate::load::finish_bulk_load(&mut client, &connection).await?;
@@ -41,6 +39,15 @@ pub(super) async fn open_for_writing(global: &GlobalArgs) -> Result<WriteSession
         connection,
         migrate_seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Takes the run lock: waits for another run, or with `--no-wait` fails with [`LockHeld`]
+/// (exit 5).
+pub(super) async fn take_run_lock(client: &Client, global: &GlobalArgs) -> Result<()> {
+    match db::acquire_run_lock(client, !global.no_wait).await? {
+        LockOutcome::Acquired => Ok(()),
+        LockOutcome::HeldByAnotherRun => Err(LockHeld.into()),
+    }
 }
 
 /// Connect and check that the schema is up to date; takes no lock and changes nothing.
