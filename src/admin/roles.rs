@@ -75,6 +75,7 @@ fn grant_statements(roles: &RoleNames, database: &str, schemas: &[String]) -> Ve
         format!("grant select, insert, delete on table elt.events, elt.rejects to {loader}"),
         format!("grant select, insert, update, delete on table elt.loads to {loader}"),
         format!("grant select, insert on table elt.stale_keys to {loader}"),
+        format!("grant select, insert, update, delete on table elt.customer_newest_fired_at to {loader}"),
         format!("grant select, insert, update on table elt.runs to {loader}"),
         format!(
             "grant select on table elt.settings, elt.refreshes, elt.refresh_keys, elt.managed_relations to {loader}"

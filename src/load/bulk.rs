@@ -54,6 +54,9 @@ pub async fn begin(client: &mut Client) -> Result<()> {
         "alter table elt.rejects drop constraint if exists rejects_load_id_fkey",
         "alter table elt.rejects drop constraint if exists rejects_pkey",
         "drop index if exists elt.rejects_reason",
+        // The table is empty, so no bound holds: the bulk load's customers get none (see
+        // migrations/V6__customer_newest_fired_at.sql).
+        "delete from elt.customer_newest_fired_at",
     ] {
         transaction
             .batch_execute(statement)
@@ -182,8 +185,39 @@ pub async fn finish(
         .context("cannot build the events table's primary key (the table's owner can)")?;
     secondary_indexes?;
     reset?;
+    client
+        .batch_execute(RECORD_NEWEST_FIRED_AT)
+        .await
+        .context("cannot record the customers' newest fired_at")?;
     Ok(removed_duplicates)
 }
+
+/// Each customer's newest `fired_at` after a bulk load, so that the next night's stale-keys
+/// queries look up only its late page loads (migrations/V6__customer_newest_fired_at.sql): one
+/// step through the refresh index per customer (a loose index scan), not a scan of the events.
+/// Run after the key is built; if it is interrupted, the customers simply have no bound.
+const RECORD_NEWEST_FIRED_AT: &str = "
+insert into elt.customer_newest_fired_at (customer_id, newest_fired_at)
+with recursive customers as (
+    (select customer_id from elt.events order by customer_id limit 1)
+    union all
+    select (
+        select events.customer_id
+        from elt.events
+        where events.customer_id > customers.customer_id
+        order by events.customer_id
+        limit 1
+    )
+    from customers
+    where customers.customer_id is not null
+)
+select
+    customers.customer_id,
+    (select max(events.fired_at) from elt.events where events.customer_id = customers.customer_id)
+from customers
+where customers.customer_id is not null
+on conflict (customer_id) do update
+set newest_fired_at = greatest(customer_newest_fired_at.newest_fired_at, excluded.newest_fired_at)";
 
 /// Creates those of `indexes` (secondary indexes and constraints) that are missing. Only what
 /// is missing is created: creating needs the table's owner, and the least-privilege roles run

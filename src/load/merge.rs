@@ -18,6 +18,9 @@ pub(super) const CREATE_CHANGED_EVENTS: &str = include_str!("sql/changed_events.
 const MERGE_EVENTS: &str = include_str!("sql/merge_events.sql");
 /// Queues the changed events' own report keys.
 const QUEUE_OWN_KEYS: &str = include_str!("sql/queue_stale_keys.sql");
+/// Raises each customer's bound of the newest `fired_at` loaded (`elt.customer_newest_fired_at`)
+/// to cover the batch's events; the stale-keys queries read the bound as it was before the batch.
+const RAISE_NEWEST_FIRED_AT: &str = include_str!("sql/raise_newest_fired_at.sql");
 
 /// Where a staged batch came from, for the rejects' comparison with earlier loads.
 pub(super) struct MergeSource<'a> {
@@ -61,6 +64,12 @@ pub(super) async fn merge_batch(
     if reports_built {
         queue_stale_keys(transaction, views).await?;
     }
+    // Also before reports exist: a bound must cover every event loaded, or a later batch's
+    // stale-keys query would skip page loads it must look up.
+    transaction
+        .execute(RAISE_NEWEST_FIRED_AT, &[])
+        .await
+        .context("cannot record the customers' newest fired_at")?;
     Ok(new_events)
 }
 

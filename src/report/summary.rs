@@ -85,6 +85,7 @@ pub struct RefreshSummary {
     pub refresh_id: i64,
     pub full_refresh: bool,
     pub recomputed_keys: i64,
+    /// Rows of `elt.events` the refresh read (PostgreSQL's counters: sequential and index fetches).
     pub events_read: i64,
     pub rebuilt_relations: Vec<String>,
     pub dropped_relations: Vec<String>,

@@ -21,6 +21,7 @@ pub async fn refresh(
     options: RefreshOptions,
 ) -> Result<RefreshSummary> {
     let transaction = client.transaction().await?;
+    let events_read_before = events_read(&transaction).await?;
     // A settings change that no refresh has completed yet makes this one a full refresh.
     let pending: bool = transaction
         .query_opt("select full_refresh_pending from elt.settings", &[])
@@ -39,24 +40,17 @@ pub async fn refresh(
 
     let full_refresh = plan.full_refresh;
     let rebuilt = plan.rebuilt();
+    let events_read = events_read(&transaction).await? - events_read_before;
     let row = transaction
         .query_one(
             "with recorded as (
                  insert into elt.refreshes (run_id, is_full_refresh, recomputed_keys, events_read, rebuilt_relations, finished_at)
-                 select $1, $2,
-                     (select count(*) from elt_queued_ranges),
-                     case when $2 then (select count(*) from elt.events)
-                          else (select count(*) from elt_queued_ranges as ranges
-                                inner join elt.events
-                                    on events.customer_id = ranges.customer_id
-                                    and events.fired_at >= ranges.starts_at
-                                    and events.fired_at < ranges.ends_at)
-                     end,
-                     $3, clock_timestamp()
+                 select $1, $2, (select count(*) from elt_queued_ranges), $4, $3,
+                     clock_timestamp()
                  returning refresh_id, recomputed_keys, events_read
              )
              select * from recorded",
-            &[&run_id, &full_refresh, &rebuilt],
+            &[&run_id, &full_refresh, &rebuilt, &events_read],
         )
         .await?;
     let refresh_id: i64 = row.get(0);
@@ -79,6 +73,23 @@ pub async fn refresh(
         rebuilt_relations: rebuilt,
         dropped_relations: plan.dropped(),
     })
+}
+
+/// The rows of `elt.events` this session's transaction has read so far, by PostgreSQL's own
+/// counters: sequential scans plus rows fetched through an index. The counters of earlier
+/// transactions may not have been flushed yet, so a refresh records the difference between its
+/// start and its end.
+async fn events_read(transaction: &Transaction<'_>) -> Result<i64> {
+    Ok(transaction
+        .query_one(
+            "select coalesce(sum(seq_tup_read + idx_tup_fetch), 0)::bigint
+             from pg_catalog.pg_stat_xact_user_tables
+             where relid = 'elt.events'::regclass",
+            &[],
+        )
+        .await
+        .context("cannot read the events table's counters")?
+        .get(0))
 }
 
 /// Runs one step of a plan and keeps `elt.managed_relations` in line with it.

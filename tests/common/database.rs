@@ -262,6 +262,12 @@ impl TestDatabase {
         connect(&self.url).await
     }
 
+    /// A copy of this database (`create database … template`): nobody may be connected to it.
+    pub async fn copy(&self) -> TestDatabase {
+        let admin = connect(server_url()).await;
+        TestDatabase::create(&admin, &format!("template {}", self.name)).await
+    }
+
     /// Runs `campaign-elt ARGS --database-url URL`.
     pub fn run(&self, args: &[&str]) -> Output {
         run_at(&self.url, args)
