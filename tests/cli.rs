@@ -515,3 +515,40 @@ fn generate_mix_realistic_writes_dirt_and_re_sends_and_flags_override_it() {
     let overridden = check(&["--mix", "realistic", "--dirt-rate", "0", "--lines", "20000"]);
     assert_eq!(reasons(&overridden), ["unknown_event_type"], "{overridden}");
 }
+
+#[test]
+fn generate_customer_skew_gives_the_first_customers_most_lines_and_refuses_out_of_range() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("skewed.jsonl");
+    common::generate(
+        &path,
+        &[
+            "--customers",
+            "1000",
+            "--customer-skew",
+            "1.1",
+            "--lines",
+            "20000",
+            "--seed",
+            "2",
+        ],
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    let first_customer = text.matches("\"customer_id\":12,").count();
+    let lines = text.lines().count();
+    // Zipf with exponent 1.1 over 1,000 customers: the first gets about 18 % of the lines.
+    assert!(
+        first_customer * 100 / lines >= 15,
+        "{first_customer} of {lines} lines"
+    );
+    let output = campaign_elt()
+        .args(["generate", "--customer-skew", "11", "--lines", "1"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 2, "generate --customer-skew 11");
+    assert!(
+        common::stderr(&output).contains("customer_skew"),
+        "{}",
+        common::stderr(&output)
+    );
+}

@@ -193,6 +193,12 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 99, value_name = "N")]
     pub users: u32,
 
+    /// How unevenly the lines are spread over the customers: the i-th customer's share is
+    /// proportional to 1 / i^EXPONENT (Zipf's law; 1.1 gives the first of 1,000 customers about
+    /// 18 % of the volume and the last about 0.01 %). 0 spreads them evenly.
+    #[arg(long, default_value_t = 0.0, value_name = "EXPONENT")]
+    pub customer_skew: f64,
+
     /// Which mix of clean and dirty lines: `clean` (the real sample's mix, ~8 % EMPTY_VALUE) or
     /// `realistic` (on top: 1 % dirty lines of every kind, 0.5 % exact re-sends, 0.1 %
     /// conflicting re-sends, 1 % late lines of which half are 1–7 days late). The rate flags

@@ -22,6 +22,7 @@ pub(super) fn generate(
         events_per_hour: args.events_per_hour,
         customers: args.customers,
         users: args.users,
+        customer_skew: args.customer_skew,
         dirt_rate: args.dirt_rate.unwrap_or(mix.dirt_rate),
         exact_duplicate_rate: args
             .exact_duplicate_rate

@@ -71,6 +71,9 @@ pub struct GenerateOptions {
     pub customers: u32,
     /// Number of users (the real file has 99); each has one ip and one email.
     pub users: u32,
+    /// How unevenly the volume is spread over the customers: customer `i` (from 0) gets a share
+    /// proportional to `1 / (i + 1)^customer_skew` (Zipf's law). 0 spreads it evenly.
+    pub customer_skew: f64,
     /// Fraction of lines that are dirty: blank or rejected for one reason, spread
     /// evenly over the kinds (`EMPTY_VALUE` events of the clean mix come on top).
     pub dirt_rate: f64,
@@ -125,6 +128,7 @@ impl Default for GenerateOptions {
             events_per_hour: 550.0,
             customers: 8,
             users: 99,
+            customer_skew: 0.0,
             dirt_rate: 0.0,
             exact_duplicate_rate: 0.0,
             conflicting_resend_rate: 0.0,
@@ -154,6 +158,12 @@ impl GenerateOptions {
         }
         if self.users == 0 {
             return Err("users must be at least 1".into());
+        }
+        if !(self.customer_skew.is_finite() && (0.0..=10.0).contains(&self.customer_skew)) {
+            return Err(format!(
+                "customer_skew must be between 0 and 10, got {}",
+                self.customer_skew
+            ));
         }
         for (name, rate) in [
             ("dirt_rate", self.dirt_rate),
@@ -393,10 +403,34 @@ enum StreamItem {
     Late(LateLine),
 }
 
+/// The running totals of `1 / (i + 1)^skew` over the customers, divided by their sum; `None`
+/// for an even spread (drawn with `gen_range`, which keeps the bytes of unskewed files).
+fn cumulative_customer_shares(customers: u32, skew: f64) -> Option<Vec<f64>> {
+    if skew == 0.0 {
+        return None;
+    }
+    let weights: Vec<f64> = (0..customers)
+        .map(|i| (f64::from(i) + 1.0).powf(-skew))
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let mut running = 0.0;
+    Some(
+        weights
+            .iter()
+            .map(|weight| {
+                running += weight / total;
+                running
+            })
+            .collect(),
+    )
+}
+
 struct Generator<'a> {
     opts: &'a GenerateOptions,
     rng: ChaCha8Rng,
     pop: Population,
+    /// Cumulative shares of the customers' volume when it is skewed (none: even).
+    customer_shares: Option<Vec<f64>>,
     times: TimeFormatter,
     /// Mean gap between base events (page loads and EMPTY_VALUE), in microseconds.
     mean_gap_us: f64,
@@ -424,6 +458,7 @@ impl<'a> Generator<'a> {
             opts,
             rng,
             pop: Population::new(opts.customers, opts.users, salt),
+            customer_shares: cumulative_customer_shares(opts.customers, opts.customer_skew),
             times: TimeFormatter::new(),
             mean_gap_us,
             next_base_us: start_us,
@@ -567,6 +602,18 @@ impl<'a> Generator<'a> {
         }
     }
 
+    /// A customer index, evenly or by the skewed shares.
+    fn draw_customer(&mut self) -> u32 {
+        match &self.customer_shares {
+            None => self.rng.gen_range(0..self.pop.customers),
+            Some(shares) => {
+                let u: f64 = self.rng.gen();
+                let index = shares.partition_point(|&share| share <= u);
+                index.min(shares.len() - 1) as u32
+            }
+        }
+    }
+
     /// Draws the next page load or EMPTY_VALUE event and schedules its follow-up, if any.
     fn next_base_event(&mut self) -> Event {
         let time_us = self.next_base_us;
@@ -580,7 +627,7 @@ impl<'a> Generator<'a> {
         let event = Event {
             id: self.random_id(),
             time_us,
-            customer: self.rng.gen_range(0..self.pop.customers),
+            customer: self.draw_customer(),
             user: self.rng.gen_range(0..self.pop.users),
             kind,
         };

@@ -556,6 +556,57 @@ fn exact_duplicates_repeat_an_earlier_line_and_resends_differ() {
 }
 
 #[test]
+fn skewed_customers_follow_zipf_shares_and_no_skew_keeps_the_old_bytes() {
+    let options = GenerateOptions {
+        customers: 1_000,
+        users: 100_000,
+        ..opts(60_000, 21)
+    };
+    let (even, _) = run(&options);
+    let (skewed, stats) = run(&GenerateOptions {
+        customer_skew: 1.1,
+        ..options.clone()
+    });
+    assert_outcomes(&stats, &skewed);
+    let lines_per_customer = |bytes: &[u8]| {
+        let mut counts: HashMap<u64, u64> = HashMap::new();
+        for line in split(bytes) {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) {
+                if let Some(customer) = v["customer_id"].as_u64() {
+                    *counts.entry(customer).or_default() += 1;
+                }
+            }
+        }
+        counts
+    };
+    let counts = lines_per_customer(&skewed);
+    let total: u64 = counts.values().sum();
+    // The first customer (id 12) gets 1 / H(1000, 1.1) ≈ 17.9 % of the lines.
+    let first = counts[&12] as f64 / total as f64;
+    assert!(
+        (0.16..0.20).contains(&first),
+        "first customer's share {first}"
+    );
+    let even_counts = lines_per_customer(&even);
+    let even_first = even_counts[&12] as f64 / even_counts.values().sum::<u64>() as f64;
+    assert!(
+        even_first < 0.01,
+        "even first customer's share {even_first}"
+    );
+    // Skew 0 draws customers as before the option existed: the bytes of `generate --lines 2000
+    // --seed 5` are those of the build without it.
+    let (unskewed, _) = run(&GenerateOptions {
+        lines: 2_000,
+        seed: 5,
+        ..GenerateOptions::default()
+    });
+    assert_eq!(
+        blake3::hash(&unskewed).to_hex().as_str(),
+        "ef229a124ade5a068a0091c71cf4b8c9de690ddb480983a87b06f41277483534"
+    );
+}
+
+#[test]
 fn many_users_and_customers() {
     let (bytes, stats) = run(&GenerateOptions {
         users: 5_000,
