@@ -483,6 +483,51 @@ async fn read_commands_never_migrate_and_migrate_takes_the_run_lock() {
     db.run_expecting(0, &["status"]);
 }
 
+/// A session an earlier run left working (its client was killed while the server ran its
+/// statement) holds the run-sessions lock shared until its backend ends: a new run waits for it,
+/// and with `--no-wait` exits 5 without keeping the run lock.
+#[tokio::test]
+async fn a_run_waits_for_the_sessions_an_earlier_run_left_working() {
+    let db = TestDatabase::new().await;
+    let orphan = db.client().await;
+    let hold = "select pg_advisory_lock_shared($1)";
+    let key = campaign_elt::db::RUN_SESSIONS_KEY;
+    orphan.execute(hold, &[&key]).await.unwrap();
+    let night = fixture("first_night.jsonl");
+    let output = db.run_expecting(5, &["--no-wait", "run", &night]);
+    assert!(
+        stderr(&output).contains("holds the lock"),
+        "{}",
+        stderr(&output)
+    );
+    let run_lock_is_free = db
+        .client()
+        .await
+        .query_one(
+            "select pg_try_advisory_lock($1)",
+            &[&campaign_elt::db::RUN_LOCK_KEY],
+        )
+        .await
+        .unwrap()
+        .get::<_, bool>(0);
+    assert!(run_lock_is_free, "the refused run let go of the run lock");
+    let mut waiting = campaign_elt()
+        .args(["run", "--database-url", &db.url, &night])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(waiting.try_wait().unwrap().is_none(), "the run waits");
+    assert_eq!(count(&orphan, "select count(*) from elt.loads").await, 0);
+    orphan
+        .execute("select pg_advisory_unlock_shared($1)", &[&key])
+        .await
+        .unwrap();
+    assert!(waiting.wait().unwrap().success());
+    assert_eq!(count(&orphan, "select count(*) from elt.loads").await, 1);
+}
+
 /// Issue 13: `generate --mix realistic` writes the realistic mix (dirt of every kind, re-sends),
 /// and a rate flag overrides the mix's value.
 #[test]

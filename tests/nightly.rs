@@ -207,6 +207,129 @@ async fn a_killed_run_resumes_and_ends_with_the_reports_of_an_uninterrupted_one(
     );
 }
 
+/// The ledger's totals over all loads and what the events table holds.
+async fn ledger_and_events(client: &tokio_postgres::Client) -> Vec<String> {
+    common::rows(
+        client,
+        "select (select sum(lines) from elt.loads), (select sum(loaded) from elt.loads),
+                (select sum(duplicates) from elt.loads), (select sum(rejected) from elt.loads),
+                (select count(*) from elt.events),
+                (select count(distinct (event_id_uuid, event_type, event_id_text)) from elt.events),
+                (select count(*) from elt.rejects),
+                (select count(*) from elt.bulk_load_suspect_keys)",
+    )
+    .await
+}
+
+/// Issue 13: a first load's re-sends are found among the keys its filter marked, without the
+/// removal across the whole table; the result is the merge's (standard input takes the merge).
+#[tokio::test]
+async fn a_first_load_with_re_sends_removes_them_among_its_suspect_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("realistic.jsonl");
+    generate(
+        &path,
+        &["--mix", "realistic", "--lines", "60000", "--seed", "21"],
+    );
+    let path_text = path.to_str().unwrap();
+    let bulk = TestDatabase::new().await;
+    let output = bulk.run_expecting(0, &["run", "-vv", "--batch-lines", "7000", path_text]);
+    let log = common::stderr(&output);
+    assert!(log.contains("bulk load finished"), "a bulk load: {log}");
+    assert!(
+        !log.contains("duplicates outside the suspect keys"),
+        "every re-send was a suspect: {log}"
+    );
+    let merged = TestDatabase::new().await;
+    let mut child = campaign_elt()
+        .args(["run", "--database-url", &merged.url, "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&std::fs::read(&path).unwrap())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let (bulk_client, merged_client) = (bulk.client().await, merged.client().await);
+    let totals = ledger_and_events(&bulk_client).await;
+    assert_eq!(totals, ledger_and_events(&merged_client).await);
+    let duplicates: i64 = totals[0].split('|').nth(2).unwrap().parse().unwrap();
+    assert!(
+        duplicates > 200,
+        "the realistic mix re-sends lines: {totals:?}"
+    );
+    assert_eq!(
+        report_rows(&bulk_client).await,
+        report_rows(&merged_client).await
+    );
+    assert_eq!(
+        common::rows(
+            &bulk_client,
+            "select count(*) from elt.events
+             where (event_id_uuid, event_type, event_id_text, line_number) not in
+                   (select event_id_uuid, event_type, event_id_text, min(line_number)
+                    from elt.events group by 1, 2, 3)"
+        )
+        .await,
+        ["0"],
+        "the first occurrence of each key stays"
+    );
+}
+
+/// Issue 13: a first load with re-sends killed at a random moment (during its batches, its
+/// finish or its refresh), then run again, ends with the ledger, events and reports of an
+/// uninterrupted run. The moment is printed so a failure can be replayed.
+#[tokio::test]
+async fn a_first_load_with_re_sends_killed_at_a_random_moment_ends_as_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("realistic.jsonl");
+    generate(
+        &path,
+        &["--mix", "realistic", "--lines", "150000", "--seed", "22"],
+    );
+    let path_text = path.to_str().unwrap();
+    let args = ["run", "--batch-lines", "10000", path_text];
+    let uninterrupted = TestDatabase::new().await;
+    let started = std::time::Instant::now();
+    uninterrupted.run_expecting(0, &args);
+    let whole_run = started.elapsed();
+    let expected_client = uninterrupted.client().await;
+    let expected = (
+        ledger_and_events(&expected_client).await,
+        report_rows(&expected_client).await,
+    );
+
+    let seed: u64 = std::env::var("KILL_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or_else(|| {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            now.unwrap().as_nanos() as u64
+        });
+    let moment = whole_run.mul_f64(ChaCha8Rng::seed_from_u64(seed).gen_range(0.05..1.0));
+    let db = TestDatabase::new().await;
+    let mut child = campaign_elt()
+        .args(args)
+        .args(["--database-url", &db.url])
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(moment);
+    let _ = child.kill(); // SIGKILL (the run may have ended already)
+    child.wait().unwrap();
+    db.run_expecting(0, &args);
+    let client = db.client().await;
+    let context = format!("killed after {moment:?} of {whole_run:?} (KILL_SEED={seed})");
+    assert_eq!(ledger_and_events(&client).await, expected.0, "{context}");
+    assert_eq!(report_rows(&client).await, expected.1, "{context}");
+}
+
 /// Rows of `elt.events` that PostgreSQL has read since its counters were reset: sequential
 /// scans' rows plus the index entries every index returned (so an index-only scan of the whole
 /// table counts too). Read once the counters stop moving: a session's last counts reach the

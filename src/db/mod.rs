@@ -14,7 +14,7 @@ pub mod tls;
 
 pub use connection::ConnectionParams;
 pub use error::{database_message, quote_ident, quote_relation};
-pub use lock::{acquire_run_lock, LockOutcome, RUN_LOCK_KEY};
+pub use lock::{acquire_run_lock, join_run, LockOutcome, RUN_LOCK_KEY, RUN_SESSIONS_KEY};
 pub use migrate::migrate;
 
 /// Connects and prepares the session: synchronous commit, so a run that exits 0 has made its

@@ -5,8 +5,11 @@
 //! once the index outgrows shared buffers; sorting once at the end does not. Without the key
 //! during the load, duplicates land in the table too: [`finish`] removes every later
 //! occurrence (the first in load order stays, as in the merge), moves them to the ledger's
-//! duplicate counts, and only then builds the key — in one transaction, so an interrupted
-//! finish leaves the table as it was and the next command (or run) finishes it.
+//! duplicate counts, and only then builds the key. The loader's filter of sent keys
+//! (`sent_keys`) marks the rows whose key may repeat, so the removal looks only among those;
+//! a key build that still fails falls back to a removal across the whole table. All in one
+//! transaction, so an interrupted finish leaves the table as it was and the next command (or
+//! run) finishes it.
 //!
 //! Rejected lines go straight into `elt.rejects`, whose primary key, reason index and foreign
 //! key to the ledger are dropped for the load too (the foreign key's check per row cost more
@@ -54,6 +57,7 @@ pub async fn begin(client: &mut Client) -> Result<()> {
         "alter table elt.rejects drop constraint if exists rejects_load_id_fkey",
         "alter table elt.rejects drop constraint if exists rejects_pkey",
         "drop index if exists elt.rejects_reason",
+        "delete from elt.bulk_load_suspect_keys",
         // The table is empty, so no bound holds: the bulk load's customers get none (see
         // migrations/V6__customer_newest_fired_at.sql).
         "delete from elt.customer_newest_fired_at",
@@ -71,17 +75,22 @@ pub async fn begin(client: &mut Client) -> Result<()> {
 const CREATE_PRIMARY_KEY_INDEX: &str =
     "create unique index events_pkey on elt.events (event_id_uuid, event_type, event_id_text)";
 
-/// Removes all but the first occurrence (in load order) of each event id and type, moves
-/// the removed rows from the ledger's `loaded` to its `duplicates`, and returns how many it
-/// removed per load.
-const REMOVE_LATER_OCCURRENCES: &str = "
-with occurrences as (
+/// Removes all but the first occurrence (in load order) of each event id and type among the
+/// rows `candidates` selects (their `ctid`, key, `load_id` and `line_number`), moves the removed
+/// rows from the ledger's `loaded` to its `duplicates`, and returns how many it removed per load.
+macro_rules! remove_later_occurrences {
+    ($candidates:literal) => {
+        concat!(
+            "with candidates as (",
+            $candidates,
+            "),
+occurrences as (
     select
-        ctid as row_id,
+        row_id,
         row_number() over (
             partition by event_id_uuid, event_type, event_id_text order by load_id, line_number
         ) as occurrence
-    from elt.events
+    from candidates
 ),
 removed as (
     delete from elt.events
@@ -103,7 +112,33 @@ counted as (
     where loads.load_id = removed_per_load.load_id
     returning loads.load_id, removed_per_load.duplicates
 )
-select load_id, duplicates from counted";
+select load_id, duplicates from counted"
+        )
+    };
+}
+
+/// Later occurrences among the events whose key the loader's filter marked as a suspect (see
+/// migrations/V7__bulk_load_suspect_keys.sql): one scan of the table hashed against the few
+/// suspect keys, and a sort of only their rows.
+const REMOVE_LATER_OCCURRENCES_AMONG_SUSPECTS: &str = remove_later_occurrences!(
+    "
+    select events.ctid as row_id, events.event_id_uuid, events.event_type, events.event_id_text,
+        events.load_id, events.line_number
+    from elt.events
+    join (select distinct event_id_uuid, event_type, event_id_text
+          from elt.bulk_load_suspect_keys) as suspects
+        using (event_id_uuid, event_type, event_id_text)
+"
+);
+
+/// Later occurrences among all events: when the suspects do not cover every duplicate (a bulk
+/// load begun by a version without the filter, or suspects deleted by hand).
+const REMOVE_LATER_OCCURRENCES: &str = remove_later_occurrences!(
+    "
+    select ctid as row_id, event_id_uuid, event_type, event_id_text, load_id, line_number
+    from elt.events
+"
+);
 
 /// The other indexes and constraints a bulk load drops, by name (the same definitions as in the
 /// migrations), in the order they are put back. The first is the one a second session builds
@@ -165,6 +200,8 @@ pub async fn finish(
     let second = crate::db::connect(connection)
         .await
         .context("cannot open a second session to build the events table's indexes")?;
+    // If this run dies, the second session's index build runs on; the next run waits for it.
+    crate::db::join_run(&second).await?;
     // The two sessions are the builds' parallelism: PostgreSQL's parallel workers (two per
     // build by default) on top of them oversubscribed a 2-core server (measured in
     // docs/performance.md).
@@ -244,28 +281,36 @@ async fn create_missing(client: &impl GenericClient, indexes: &[(&str, &str)]) -
     Ok(())
 }
 
-/// Builds the primary key, first removing later occurrences if there are any, and the missing
-/// ones of `then_create` between the key's index and the key. Most logs have no later
-/// occurrences, so the unique index is tried first: one sort when the data is clean, and a
-/// failed sort plus the removal plus a second sort when it is not.
+/// Builds the primary key, first removing later occurrences, and the missing ones of
+/// `then_create` between the key's index and the key. Later occurrences are looked for among
+/// the suspects first (cheap: most rows are no suspect); then the unique index is built, which
+/// succeeds unless duplicates outside the suspects remain — then they are removed across the
+/// whole table (a sort of every row) and the index is built again.
 async fn build_primary_key(
     client: &mut Client,
     then_create: &[(&str, &str)],
 ) -> Result<BTreeMap<i64, u64>> {
     let mut transaction = client.transaction().await?;
-    let mut removed_duplicates = BTreeMap::new();
+    let mut removed_duplicates = removed_per_load(
+        &transaction,
+        REMOVE_LATER_OCCURRENCES_AMONG_SUSPECTS,
+        BTreeMap::new(),
+    )
+    .await?;
+    transaction
+        .batch_execute("delete from elt.bulk_load_suspect_keys")
+        .await?;
     let attempt = transaction.savepoint("clean").await?;
     match attempt.batch_execute(CREATE_PRIMARY_KEY_INDEX).await {
         Ok(()) => attempt.commit().await?,
         Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
             attempt.rollback().await?;
-            removed_duplicates = transaction
-                .query(REMOVE_LATER_OCCURRENCES, &[])
-                .await
-                .context("cannot remove the duplicates of the bulk load")?
-                .iter()
-                .map(|row| (row.get::<_, i64>(0), row.get::<_, i64>(1) as u64))
-                .collect();
+            tracing::debug!(
+                "bulk load: duplicates outside the suspect keys; removing them across the table"
+            );
+            removed_duplicates =
+                removed_per_load(&transaction, REMOVE_LATER_OCCURRENCES, removed_duplicates)
+                    .await?;
             transaction.batch_execute(CREATE_PRIMARY_KEY_INDEX).await?;
         }
         Err(error) => return Err(error.into()),
@@ -278,4 +323,20 @@ async fn build_primary_key(
         .await?;
     transaction.commit().await?;
     Ok(removed_duplicates)
+}
+
+/// Runs one of the removals and adds what it removed per load to `removed`.
+async fn removed_per_load(
+    transaction: &tokio_postgres::Transaction<'_>,
+    removal: &str,
+    mut removed: BTreeMap<i64, u64>,
+) -> Result<BTreeMap<i64, u64>> {
+    let rows = transaction
+        .query(removal, &[])
+        .await
+        .context("cannot remove the duplicates of the bulk load")?;
+    for row in rows {
+        *removed.entry(row.get::<_, i64>(0)).or_default() += row.get::<_, i64>(1) as u64;
+    }
+    Ok(removed)
 }

@@ -7,6 +7,8 @@ use crate::ingest::clean::CleanEvent;
 use crate::ingest::event_id::StoredEventId;
 use crate::ingest::personal_data::PersonalDataHasher;
 
+use super::sent_keys::SentKeys;
+
 /// Encoded COPY data is handed to the database in chunks of about this size.
 pub(super) const CHUNK_BYTES: usize = 1 << 20;
 /// Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01).
@@ -21,6 +23,9 @@ pub(super) enum CopyTarget {
     Events,
     /// `elt.rejects` directly (bulk load).
     Rejects,
+    /// `elt.bulk_load_suspect_keys`: the bulk load's keys that may repeat (see
+    /// [`super::sent_keys`]).
+    SuspectKeys,
 }
 
 /// The columns of `elt.staged_lines` that a COPY fills, in the order the encoder writes them.
@@ -62,12 +67,16 @@ const REJECTS_COLUMNS: [&str; 6] = [
     "line_length",
 ];
 
+/// The columns of `elt.bulk_load_suspect_keys`, in the encoder's order.
+const SUSPECT_KEYS_COLUMNS: [&str; 3] = ["event_id_uuid", "event_type", "event_id_text"];
+
 impl CopyTarget {
     fn table_and_columns(self) -> (&'static str, &'static [&'static str]) {
         match self {
             CopyTarget::StagedLines => ("elt.staged_lines", &STAGED_LINES_COLUMNS),
             CopyTarget::Events => ("elt.events", &EVENTS_COLUMNS),
             CopyTarget::Rejects => ("elt.rejects", &REJECTS_COLUMNS),
+            CopyTarget::SuspectKeys => ("elt.bulk_load_suspect_keys", &SUSPECT_KEYS_COLUMNS),
         }
     }
 
@@ -97,12 +106,13 @@ pub(super) enum CopyLayout {
 }
 
 /// Encodes one batch's rows in PostgreSQL's binary COPY row format: one buffer for the main
-/// target and, in the direct layout, one for the rejects. The database side adds the COPY
-/// header and trailer when it opens and finishes a COPY.
+/// target and, in the direct layout, one for the rejects and one for the suspect keys. The
+/// database side adds the COPY header and trailer when it opens and finishes a COPY.
 pub(super) struct RowEncoder {
     layout: CopyLayout,
     pub(super) rows: BytesMut,
     pub(super) rejects: BytesMut,
+    pub(super) suspect_keys: BytesMut,
 }
 
 impl RowEncoder {
@@ -111,6 +121,7 @@ impl RowEncoder {
             layout,
             rows: BytesMut::with_capacity(CHUNK_BYTES + 64 * 1024),
             rejects: BytesMut::new(),
+            suspect_keys: BytesMut::new(),
         }
     }
 
@@ -121,19 +132,23 @@ impl RowEncoder {
         }
     }
 
+    /// Encodes an event; in the direct layout, `sent_keys` (the bulk load's filter) decides
+    /// whether its key is also written as a suspect.
     pub(super) fn event(
         &mut self,
         line_number: u64,
         event: &CleanEvent<'_>,
         event_type: &str,
         hasher: Option<&PersonalDataHasher>,
+        sent_keys: Option<&mut SentKeys>,
     ) {
+        let event_id = StoredEventId::of(&event.event_id);
         let buffer = &mut self.rows;
         match self.layout {
             CopyLayout::Staged => {
                 buffer.put_i16(CopyTarget::StagedLines.column_count());
                 put_i64(buffer, line_number as i64);
-                put_event_fields(buffer, event, event_type);
+                put_event_fields(buffer, &event_id, event, event_type);
                 put_personal_data(buffer, event, hasher);
                 for _ in 0..4 {
                     put_null(buffer);
@@ -141,10 +156,17 @@ impl RowEncoder {
             }
             CopyLayout::Direct { load_id } => {
                 buffer.put_i16(CopyTarget::Events.column_count());
-                put_event_fields(buffer, event, event_type);
+                put_event_fields(buffer, &event_id, event, event_type);
                 put_i64(buffer, load_id);
                 put_i64(buffer, line_number as i64);
                 put_personal_data(buffer, event, hasher);
+                if sent_keys.is_some_and(|sent_keys| sent_keys.record(&event_id, event_type)) {
+                    let suspects = &mut self.suspect_keys;
+                    suspects.put_i16(CopyTarget::SuspectKeys.column_count());
+                    put_bytes(suspects, &event_id.uuid);
+                    put_bytes(suspects, event_type.as_bytes());
+                    put_bytes(suspects, event_id.text.as_bytes());
+                }
             }
         }
     }
@@ -187,6 +209,7 @@ impl RowEncoder {
         for (target, buffer) in [
             (rows_target, &mut self.rows),
             (CopyTarget::Rejects, &mut self.rejects),
+            (CopyTarget::SuspectKeys, &mut self.suspect_keys),
         ] {
             if !buffer.is_empty()
                 && buffer.len() >= min_bytes
@@ -219,8 +242,12 @@ fn put_null(buffer: &mut BytesMut) {
 }
 
 /// event_id_uuid, event_id_text, event_type, customer_id, user_id, fired_at
-fn put_event_fields(buffer: &mut BytesMut, event: &CleanEvent<'_>, event_type: &str) {
-    let event_id = StoredEventId::of(&event.event_id);
+fn put_event_fields(
+    buffer: &mut BytesMut,
+    event_id: &StoredEventId<'_>,
+    event: &CleanEvent<'_>,
+    event_type: &str,
+) {
     put_bytes(buffer, &event_id.uuid);
     put_bytes(buffer, event_id.text.as_bytes());
     put_bytes(buffer, event_type.as_bytes());
@@ -282,7 +309,7 @@ mod tests {
     #[test]
     fn encodes_staged_rows() {
         let mut encoder = RowEncoder::new(CopyLayout::Staged);
-        encoder.event(7, &sample_event(), "ReferralPageLoad", None);
+        encoder.event(7, &sample_event(), "ReferralPageLoad", None, None);
         let buffer = encoder.rows.split();
         assert_eq!(
             i16::from_be_bytes([buffer[0], buffer[1]]),
@@ -296,7 +323,7 @@ mod tests {
         assert!(buffer.ends_with(&[0xff; 24]));
         assert!(!String::from_utf8_lossy(&buffer).contains("10.0.0.1"));
         let hasher = PersonalDataHasher::new(b"sixteen bytes or more").unwrap();
-        encoder.event(7, &sample_event(), "ReferralPageLoad", Some(&hasher));
+        encoder.event(7, &sample_event(), "ReferralPageLoad", Some(&hasher), None);
         let buffer = encoder.rows.split();
         let hashed = hasher.hash("10.0.0.1");
         assert!(
@@ -320,7 +347,7 @@ mod tests {
     fn encodes_direct_rows_for_events_and_rejects() {
         let mut encoder = RowEncoder::new(CopyLayout::Direct { load_id: 42 });
         assert_eq!(encoder.rows_target(), CopyTarget::Events);
-        encoder.event(7, &sample_event(), "ReferralPageLoad", None);
+        encoder.event(7, &sample_event(), "ReferralPageLoad", None, None);
         let buffer = encoder.rows.split();
         assert_eq!(
             i16::from_be_bytes([buffer[0], buffer[1]]),
@@ -337,7 +364,7 @@ mod tests {
             event_id: "cc8dac61-f9d0-4bcb-a9aa-602456ee20d4".into(),
             ..sample_event()
         };
-        encoder.event(7, &uuid_event, "ReferralPageLoad", None);
+        encoder.event(7, &uuid_event, "ReferralPageLoad", None, None);
         let buffer = encoder.rows.split();
         assert_eq!(&buffer[2..6], &16i32.to_be_bytes());
         assert_eq!(
@@ -366,6 +393,53 @@ mod tests {
     }
 
     #[test]
+    fn a_bulk_load_writes_the_keys_its_filter_may_have_seen_as_suspects() {
+        let mut encoder = RowEncoder::new(CopyLayout::Direct { load_id: 1 });
+        let mut sent = SentKeys::for_expected_keys(10);
+        encoder.event(
+            1,
+            &sample_event(),
+            "ReferralPageLoad",
+            None,
+            Some(&mut sent),
+        );
+        encoder.event(2, &sample_event(), "FaqClick", None, Some(&mut sent));
+        assert!(
+            encoder.suspect_keys.is_empty(),
+            "first occurrences are not suspects"
+        );
+        encoder.event(
+            3,
+            &sample_event(),
+            "ReferralPageLoad",
+            None,
+            Some(&mut sent),
+        );
+        let suspect = encoder.suspect_keys.split();
+        let mut expected = BytesMut::new();
+        expected.put_i16(3);
+        put_bytes(&mut expected, &[0; 16]);
+        put_bytes(&mut expected, b"ReferralPageLoad");
+        put_bytes(&mut expected, b"id");
+        assert_eq!(suspect, expected, "the repeated key, as (uuid, type, text)");
+        assert_eq!(
+            CopyTarget::SuspectKeys.statement(),
+            "copy elt.bulk_load_suspect_keys (event_id_uuid, event_type, event_id_text) \
+             from stdin (format binary)"
+        );
+        // Without a filter (a staged load), no suspects are written.
+        let mut staged = RowEncoder::new(CopyLayout::Staged);
+        staged.event(
+            1,
+            &sample_event(),
+            "ReferralPageLoad",
+            None,
+            Some(&mut sent),
+        );
+        assert!(staged.suspect_keys.is_empty());
+    }
+
+    #[test]
     fn each_copy_names_its_columns_in_the_encoders_order() {
         assert_eq!(
             CopyTarget::Rejects.statement(),
@@ -381,7 +455,16 @@ mod tests {
     #[test]
     fn flushing_sends_each_target_once_it_is_full_enough() {
         let mut encoder = RowEncoder::new(CopyLayout::Direct { load_id: 1 });
-        encoder.event(1, &sample_event(), "ReferralPageLoad", None);
+        let mut sent = SentKeys::for_expected_keys(10);
+        for _ in 0..2 {
+            encoder.event(
+                1,
+                &sample_event(),
+                "ReferralPageLoad",
+                None,
+                Some(&mut sent),
+            );
+        }
         encoder.reject(2, "invalid_json", "detail", b"raw", 3);
         let sent = std::cell::RefCell::new(Vec::new());
         let send = |target: CopyTarget, rows: Bytes| {
@@ -392,7 +475,15 @@ mod tests {
         assert!(sent.borrow().is_empty(), "nothing is full yet");
         assert!(encoder.flush(1, &send));
         let targets: Vec<CopyTarget> = sent.borrow().iter().map(|(target, _)| *target).collect();
-        assert_eq!(targets, vec![CopyTarget::Events, CopyTarget::Rejects]);
+        assert_eq!(
+            targets,
+            vec![
+                CopyTarget::Events,
+                CopyTarget::Rejects,
+                CopyTarget::SuspectKeys
+            ]
+        );
         assert!(encoder.rows.is_empty() && encoder.rejects.is_empty());
+        assert!(encoder.suspect_keys.is_empty());
     }
 }

@@ -103,7 +103,7 @@ pub(super) async fn load_file(
             content_hash: &content_hash,
             has_earlier_loads: decision.has_earlier_loads,
         },
-        layout: if shared.bulk {
+        layout: if shared.bulk.is_some() {
             CopyLayout::Direct { load_id }
         } else {
             CopyLayout::Staged
@@ -184,7 +184,7 @@ async fn read_and_load(
         deadline,
         shared.cleaner,
         shared.options,
-        file.layout,
+        (file.layout, shared.bulk.clone()),
         progress,
     )?;
     let mut counts = LineCounts::default();

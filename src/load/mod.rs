@@ -11,6 +11,7 @@
 //! [`merge`] (SQL in `load/sql/`); [`bulk`] and [`unload`] beside them.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -25,6 +26,7 @@ mod ledger;
 mod merge;
 mod options;
 mod reader;
+mod sent_keys;
 mod switcher;
 mod unload;
 
@@ -35,6 +37,7 @@ pub use options::{
 pub use unload::unload;
 
 use options::FileLoad;
+use sent_keys::SentKeys;
 
 use crate::db::ConnectionParams;
 use crate::ingest::clean::Cleaner;
@@ -87,7 +90,14 @@ pub async fn load_files(
         run_id,
         cleaner: &cleaner,
         options,
-        bulk,
+        bulk: bulk.then(|| {
+            let sent_keys = SentKeys::for_inputs(paths);
+            tracing::debug!(
+                "bulk load: a filter of {} KiB for the keys sent",
+                sent_keys.bitmap_bytes() >> 10
+            );
+            Arc::new(Mutex::new(sent_keys))
+        }),
         progress,
         views,
         refresh_streams,

@@ -1,7 +1,10 @@
 //! How to load: the options a command gives, their defaults, and what the files of one load share.
 
+use std::sync::{Arc, Mutex};
+
 use indicatif::ProgressBar;
 
+use super::sent_keys::SentKeys;
 use crate::ingest::clean::Cleaner;
 use crate::ingest::personal_data::PersonalDataHasher;
 use crate::transform::ViewSet;
@@ -46,8 +49,9 @@ pub(super) struct FileLoad<'a> {
     pub(super) run_id: i64,
     pub(super) cleaner: &'a Cleaner,
     pub(super) options: &'a LoadOptions,
-    /// Whether rows go straight into `elt.events` (see `bulk`).
-    pub(super) bulk: bool,
+    /// In a bulk load (rows straight into `elt.events`, see `bulk`), the filter of the keys
+    /// sent so far, shared by the files' reader threads one after the other.
+    pub(super) bulk: Option<Arc<Mutex<SentKeys>>>,
     pub(super) progress: &'a ProgressBar,
     /// The views whose stale-keys queries the batches run.
     pub(super) views: &'a ViewSet,

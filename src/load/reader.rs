@@ -1,6 +1,7 @@
 //! The reader thread: reads lines, classifies them and encodes binary COPY rows while the
 //! database works on the previous chunk, cutting the input into batches.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
@@ -10,6 +11,7 @@ use tokio::sync::mpsc;
 
 use super::copy::{CopyLayout, CopyTarget, RowEncoder, CHUNK_BYTES};
 use super::options::LoadOptions;
+use super::sent_keys::SentKeys;
 use crate::ingest::clean::{Cleaner, LineOutcome};
 use crate::ingest::open::InputLines;
 use crate::ingest::stream::Deadline;
@@ -39,13 +41,14 @@ pub(super) enum ReaderMessage {
     Failed(anyhow::Error),
 }
 
-/// Starts the reader thread for `reader`; its chunks and batch ends arrive on the receiver.
+/// Starts the reader thread for `reader`; its chunks and batch ends arrive on the receiver. A
+/// bulk load passes its filter of sent keys, which the thread holds while it reads.
 pub(super) fn spawn_reader(
     reader: InputLines,
     deadline: Option<Deadline>,
     cleaner: &Cleaner,
     options: &LoadOptions,
-    layout: CopyLayout,
+    (layout, sent_keys): (CopyLayout, Option<Arc<Mutex<SentKeys>>>),
     progress: &ProgressBar,
 ) -> Result<(std::thread::JoinHandle<()>, mpsc::Receiver<ReaderMessage>)> {
     let (sender, receiver) = mpsc::channel(CHANNEL_CHUNKS);
@@ -55,12 +58,16 @@ pub(super) fn spawn_reader(
     let thread = std::thread::Builder::new()
         .name("campaign-elt-reader".into())
         .spawn(move || {
+            // A reader that panicked cannot have left the filter forgetting a key it recorded.
+            let mut sent_keys = sent_keys
+                .as_ref()
+                .map(|sent_keys| sent_keys.lock().unwrap_or_else(PoisonError::into_inner));
             read_and_encode(
                 reader,
                 deadline.as_ref(),
                 &cleaner,
                 &options,
-                layout,
+                (layout, sent_keys.as_deref_mut()),
                 &sender,
                 &progress,
             )
@@ -77,7 +84,7 @@ fn read_and_encode(
     deadline: Option<&Deadline>,
     cleaner: &Cleaner,
     options: &LoadOptions,
-    layout: CopyLayout,
+    (layout, mut sent_keys): (CopyLayout, Option<&mut SentKeys>),
     sender: &mpsc::Sender<ReaderMessage>,
     progress: &ProgressBar,
 ) {
@@ -134,6 +141,7 @@ fn read_and_encode(
                 &event,
                 &cleaner.accepted_event_types()[event.event_type],
                 options.personal_data.as_ref(),
+                sent_keys.as_deref_mut(),
             ),
             LineOutcome::Rejected { reason, detail } => {
                 encoder.reject(line.number, reason.code(), &detail, line.bytes, line.length)
@@ -151,7 +159,10 @@ fn read_and_encode(
                 return;
             }
             progress.set_position(end_offset);
-        } else if encoder.rows.len() >= CHUNK_BYTES || encoder.rejects.len() >= CHUNK_BYTES {
+        } else if [&encoder.rows, &encoder.rejects, &encoder.suspect_keys]
+            .iter()
+            .any(|buffer| buffer.len() >= CHUNK_BYTES)
+        {
             if !encoder.flush(CHUNK_BYTES, &send_rows) {
                 return;
             }

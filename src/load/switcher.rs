@@ -1,5 +1,5 @@
 //! Sends one batch's encoded rows into the open COPY, switching the COPY between target tables
-//! (the bulk load's events and rejects) as few times as possible; an unfinished COPY is
+//! (the bulk load's events, rejects and suspect keys) as few times as possible; an unfinished COPY is
 //! aborted with its transaction, so a batch is all or nothing.
 
 use std::pin::Pin;
@@ -97,7 +97,7 @@ impl CopySwitcher {
             };
         }
         let route = match self.waiting_target {
-            // A third target (no layout has one): the waiting chunks go first.
+            // A third target (a bulk load's suspect keys): the waiting chunks go first.
             Some(waiting) if waiting != target => self.switch_to_waiting(),
             _ => Route::default(),
         };
