@@ -118,6 +118,62 @@ async fn a_second_night_deduplicates_across_runs_and_refreshes_neighbouring_hour
     assert_rows_eq(&report_rows(&client).await, &expected);
 }
 
+/// Issue 13: `--json` times the parts of the load and of the refresh the operator tunes, and
+/// the ledger records when each refresh started and ended.
+#[tokio::test]
+async fn run_json_times_each_part_of_the_load_and_the_refresh() {
+    let db = TestDatabase::new().await;
+    let steps = |output: &std::process::Output| -> Vec<String> {
+        let summary = stdout_json(output);
+        let steps = summary["step_seconds"].as_object().unwrap().clone();
+        for (step, seconds) in &steps {
+            assert!(seconds.as_f64().unwrap() >= 0.0, "{step}: {seconds}");
+        }
+        steps.keys().cloned().collect()
+    };
+    let first = steps(&db.run_expecting(0, &["run", "--json", &fixture("first_night.jsonl")]));
+    for part in [
+        "load",
+        "load.copy",
+        "load.bulk_finish",
+        "refresh",
+        "refresh.record",
+    ] {
+        assert!(first.contains(&part.to_owned()), "{part} in {first:?}");
+    }
+    assert!(
+        !first.contains(&"load.merge".to_owned()),
+        "a bulk load merges nothing"
+    );
+    let second = steps(&db.run_expecting(0, &["run", "--json", &fixture("second_night.jsonl")]));
+    for part in [
+        "load.copy",
+        "load.merge",
+        "load.stale_keys",
+        "load.ledger_and_commit",
+        "refresh.claim_stale_keys",
+        "refresh.intermediate.int_customer_hourly",
+        "refresh.reports.page_loads",
+        "data_tests",
+    ] {
+        assert!(second.contains(&part.to_owned()), "{part} in {second:?}");
+    }
+    assert!(!second.contains(&"load.bulk_finish".to_owned()));
+    let client = db.client().await;
+    assert_eq!(
+        common::rows(
+            &client,
+            "select count(*) filter (where started_at <= finished_at
+                                         and started_at >= (select min(started_at) from elt.runs)),
+                    count(*)
+             from elt.refreshes"
+        )
+        .await,
+        ["2|2"],
+        "each refresh starts before it finishes"
+    );
+}
+
 #[tokio::test]
 async fn the_same_file_twice_is_skipped_and_force_does_not_double_count() {
     let db = TestDatabase::new().await;

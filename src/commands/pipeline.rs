@@ -221,8 +221,12 @@ async fn load_step(
     )
     .await;
     progress.finish_and_clear();
-    for file in files? {
+    let loaded = files?;
+    for file in loaded.files {
         summary.add_file(file);
+    }
+    for (part, seconds) in loaded.step_seconds {
+        summary.step_seconds.insert(format!("load.{part}"), seconds);
     }
     summary
         .step_seconds
@@ -241,7 +245,14 @@ async fn refresh_step(
     let step = Instant::now();
     let options = RefreshOptions { full_refresh };
     match transform::refresh(client, views, Some(run_id), options).await {
-        Ok(refresh) => summary.refresh = Some(refresh),
+        Ok(refresh) => {
+            for (part, seconds) in &refresh.step_seconds {
+                summary
+                    .step_seconds
+                    .insert(format!("refresh.{part}"), *seconds);
+            }
+            summary.refresh = Some(refresh);
+        }
         Err(error) if steps.load.is_some() => {
             // The loaded batches stay committed; the stale keys stay queued for the next refresh.
             summary.refresh_error = Some(format!("{error:#}"));

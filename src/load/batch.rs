@@ -12,7 +12,7 @@ use super::ledger;
 use super::merge::{self, MergeSource};
 use super::reader::{BatchProgress, ReaderMessage};
 use super::switcher::copy_batch;
-use crate::report::summary::LineCounts;
+use crate::report::summary::{add_step_seconds, LineCounts, StepSeconds};
 use crate::transform::{self, RefreshOptions, ViewSet};
 
 /// What every batch of one file shares.
@@ -28,16 +28,16 @@ pub(super) struct FileBatches<'a> {
 }
 
 /// Runs the file's batches as the reader cuts them, each in its own transaction, until the end
-/// of the input, adding each batch's counts to `counts`. Returns whether the input's last line
-/// ended with `\n`.
+/// of the input, adding each batch's counts to `counts` and its statements' seconds to
+/// `seconds`. Returns whether the input's last line ended with `\n`.
 pub(super) async fn load_batches(
     client: &mut Client,
     file: &FileBatches<'_>,
     receiver: &mut mpsc::Receiver<ReaderMessage>,
-    counts: &mut LineCounts,
+    (counts, seconds): (&mut LineCounts, &mut StepSeconds),
 ) -> Result<bool> {
     loop {
-        let batch = commit_batch(client, file, receiver).await?;
+        let batch = commit_batch(client, file, receiver, seconds).await?;
         counts.add(&batch.1);
         if batch.0.at_end_of_input {
             return Ok(batch.0.ends_with_newline);
@@ -53,10 +53,11 @@ async fn commit_batch(
     client: &mut Client,
     file: &FileBatches<'_>,
     receiver: &mut mpsc::Receiver<ReaderMessage>,
+    seconds: &mut StepSeconds,
 ) -> Result<(BatchProgress, LineCounts)> {
     let load_id = file.merge.load_id;
     let transaction = client.transaction().await?;
-    let mut timer = StepTimer::new(0);
+    let mut timer = StepTimer::new(seconds);
     if file.layout == CopyLayout::Staged {
         transaction
             .batch_execute("truncate elt.staged_lines")
@@ -74,15 +75,13 @@ async fn commit_batch(
         // Duplicates are counted when the bulk load finishes.
         CopyLayout::Direct { .. } => batch.tally.valid,
         CopyLayout::Staged => {
-            let new_events = merge::merge_batch(&transaction, &file.merge, file.views).await?;
-            timer.step("merge");
-            new_events
+            merge::merge_batch(&transaction, &file.merge, file.views, &mut timer).await?
         }
     };
     let counts = LineCounts::of_batch(&batch.tally, new_events);
     ledger::record_batch(&transaction, load_id, &batch, &counts).await?;
     transaction.commit().await?;
-    timer.step("ledger and commit");
+    timer.step("ledger_and_commit");
     tracing::debug!(
         "{}: committed lines up to {} ({} new events)",
         file.merge.display_path,
@@ -113,26 +112,30 @@ async fn refresh_after_batch(
     }
 }
 
-/// Logs how long each statement of a batch took (`-vv`), for profiling.
-struct StepTimer {
+/// Times the parts of a batch: logs each (`-vv`) and adds it to the load's step seconds.
+pub(super) struct StepTimer<'a> {
     last_line_number: u64,
     started: Instant,
+    seconds: &'a mut StepSeconds,
 }
 
-impl StepTimer {
-    fn new(last_line_number: u64) -> Self {
+impl<'a> StepTimer<'a> {
+    fn new(seconds: &'a mut StepSeconds) -> Self {
         Self {
-            last_line_number,
+            last_line_number: 0,
             started: Instant::now(),
+            seconds,
         }
     }
 
-    fn step(&mut self, name: &str) {
+    /// Ends the part `name` that ran since the previous one.
+    pub(super) fn step(&mut self, name: &str) {
+        let elapsed = self.started.elapsed().as_secs_f64();
         tracing::debug!(
-            "batch to line {}: {name} took {:.3} s",
-            self.last_line_number,
-            self.started.elapsed().as_secs_f64()
+            "batch to line {}: {name} took {elapsed:.3} s",
+            self.last_line_number
         );
+        add_step_seconds(self.seconds, name, elapsed);
         self.started = Instant::now();
     }
 }

@@ -17,7 +17,7 @@ use crate::ingest::fingerprint::{fingerprint, Fingerprint};
 use crate::ingest::open::open_at;
 use crate::ingest::source;
 use crate::names::{FileStatus, LoadStatus};
-use crate::report::summary::{FileSummary, LineCounts};
+use crate::report::summary::{FileSummary, LineCounts, StepSeconds};
 
 /// What the ledger says to do with a file.
 struct FileDecision {
@@ -72,6 +72,7 @@ pub(super) async fn load_file(
     shared: &FileLoad<'_>,
     position: i32,
     path: &Path,
+    seconds: &mut StepSeconds,
 ) -> Result<FileSummary> {
     let display_path = ledger::ledger_path(path);
     let decision = decide(client, path, &display_path, shared.options.force).await?;
@@ -117,7 +118,7 @@ pub(super) async fn load_file(
         .as_ref()
         .map(|fingerprint| fingerprint.size);
     let (counts, ends_with_newline) =
-        read_and_load(client, shared, path, &start, size, &file).await?;
+        read_and_load(client, shared, path, &start, size, &file, seconds).await?;
     Ok(FileSummary {
         path: display_path,
         status: FileStatus::Loaded,
@@ -163,6 +164,7 @@ async fn read_and_load(
     start: &StartAt,
     size: Option<i64>,
     file: &FileBatches<'_>,
+    seconds: &mut StepSeconds,
 ) -> Result<(LineCounts, bool)> {
     let started = Instant::now();
     let display_path = file.merge.display_path;
@@ -188,7 +190,7 @@ async fn read_and_load(
         progress,
     )?;
     let mut counts = LineCounts::default();
-    let outcome = batch::load_batches(client, file, &mut receiver, &mut counts).await;
+    let outcome = batch::load_batches(client, file, &mut receiver, (&mut counts, seconds)).await;
     drop(receiver);
     let reader_result = reader.join();
     let ends_with_newline = match outcome {

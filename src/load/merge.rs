@@ -5,6 +5,7 @@
 use anyhow::{anyhow, Context, Result};
 use tokio_postgres::Transaction;
 
+use super::batch::StepTimer;
 use crate::db::database_message;
 use crate::transform::ViewSet;
 
@@ -31,12 +32,14 @@ pub(super) struct MergeSource<'a> {
     pub(super) has_earlier_loads: bool,
 }
 
-/// Merges the staged batch: its rejects, its first-seen events, and (once reports exist) the
-/// report keys they make stale. Returns the number of new events.
+/// Merges the staged batch: its rejects, its first-seen events (timed as `merge`), and (once
+/// reports exist) the report keys they make stale and the customers' bounds (`stale_keys`).
+/// Returns the number of new events.
 pub(super) async fn merge_batch(
     transaction: &Transaction<'_>,
     source: &MergeSource<'_>,
     views: &ViewSet,
+    timer: &mut StepTimer<'_>,
 ) -> Result<u64> {
     transaction
         .execute(
@@ -55,6 +58,7 @@ pub(super) async fn merge_batch(
         .execute(MERGE_EVENTS, &[&source.load_id])
         .await
         .context("cannot merge the events")?;
+    timer.step("merge");
     // Until a report relation exists, no key needs queueing: the first refresh builds
     // everything whole.
     let reports_built: bool = transaction
@@ -70,6 +74,7 @@ pub(super) async fn merge_batch(
         .execute(RAISE_NEWEST_FIRED_AT, &[])
         .await
         .context("cannot record the customers' newest fired_at")?;
+    timer.step("stale_keys");
     Ok(new_events)
 }
 

@@ -43,7 +43,7 @@ use crate::db::ConnectionParams;
 use crate::ingest::clean::Cleaner;
 use crate::ingest::source;
 use crate::names::FileStatus;
-use crate::report::summary::FileSummary;
+use crate::report::summary::{add_step_seconds, FileSummary, StepSeconds};
 use crate::report_settings::ReportSettings;
 use crate::transform::ViewSet;
 
@@ -53,6 +53,13 @@ pub struct LoadRun<'a> {
     pub run_id: i64,
     pub progress: &'a ProgressBar,
     pub connection: &'a ConnectionParams,
+}
+
+/// What a load did: each file's outcome, and the seconds of its parts (`copy`, `merge`,
+/// `stale_keys`, `ledger_and_commit` summed over batches; `bulk_finish`).
+pub struct LoadedFiles {
+    pub files: Vec<FileSummary>,
+    pub step_seconds: StepSeconds,
 }
 
 /// Loads the given files in order, returning what happened to each. `views` provides the
@@ -67,7 +74,7 @@ pub async fn load_files(
     options: &LoadOptions,
     views: &ViewSet,
     refresh_streams: bool,
-) -> Result<Vec<FileSummary>> {
+) -> Result<LoadedFiles> {
     let LoadRun {
         run_id,
         progress,
@@ -102,10 +109,12 @@ pub async fn load_files(
         views,
         refresh_streams,
     };
-    let loaded = load_each_file(client, &shared, paths).await;
+    let mut seconds = StepSeconds::new();
+    let loaded = load_each_file(client, &shared, paths, &mut seconds).await;
     let finished = if bulk {
         let started = Instant::now();
         let finished = bulk::finish(client, connection).await;
+        add_step_seconds(&mut seconds, "bulk_finish", started.elapsed().as_secs_f64());
         match (&loaded, finished) {
             (Ok(_), Err(error)) => return Err(error),
             // The load's own error says what went wrong; the next command finishes the load.
@@ -140,17 +149,21 @@ pub async fn load_files(
     }
     let loaded: u64 = summaries.iter().map(|summary| summary.counts.loaded).sum();
     refresh_statistics(client, loaded).await?;
-    Ok(summaries)
+    Ok(LoadedFiles {
+        files: summaries,
+        step_seconds: seconds,
+    })
 }
 
 async fn load_each_file(
     client: &mut Client,
     shared: &FileLoad<'_>,
     paths: &[PathBuf],
+    seconds: &mut StepSeconds,
 ) -> Result<Vec<FileSummary>> {
     let mut summaries = Vec::with_capacity(paths.len());
     for (position, path) in paths.iter().enumerate() {
-        let summary = file::load_file(client, shared, position as i32 + 1, path)
+        let summary = file::load_file(client, shared, position as i32 + 1, path, seconds)
             .await
             .with_context(|| format!("cannot load {}", path.display()))?;
         summaries.push(summary);

@@ -8,6 +8,14 @@ use serde::Serialize;
 use crate::ingest::tally::LineTally;
 use crate::names::FileStatus;
 
+/// Seconds per named step, summed over the step's repetitions (batches, files).
+pub type StepSeconds = BTreeMap<String, f64>;
+
+/// Adds `seconds` to `step` in `steps`.
+pub fn add_step_seconds(steps: &mut StepSeconds, step: &str, seconds: f64) {
+    *steps.entry(step.to_owned()).or_default() += seconds;
+}
+
 /// Version of the `--json` summary layout; bumped on any incompatible change.
 pub const SUMMARY_SCHEMA_VERSION: u32 = 1;
 
@@ -80,7 +88,7 @@ pub struct DataTestFailure {
 }
 
 /// What a refresh did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RefreshSummary {
     pub refresh_id: i64,
     pub full_refresh: bool,
@@ -89,6 +97,10 @@ pub struct RefreshSummary {
     pub events_read: i64,
     pub rebuilt_relations: Vec<String>,
     pub dropped_relations: Vec<String>,
+    /// Seconds per part (`claim_stale_keys`, each relation, `record`); the run's summary lists
+    /// them as `refresh.<part>` in its `step_seconds`.
+    #[serde(skip)]
+    pub step_seconds: StepSeconds,
 }
 
 /// Everything a command did, for the operator and for scripts.
@@ -108,8 +120,11 @@ pub struct RunSummary {
     pub data_test_failures: Vec<DataTestFailure>,
     pub data_tests_run: u64,
     pub exit_code: i32,
-    /// Wall-clock seconds per step (`migrate`, `load`, `unload`, `refresh`, `data_tests`).
-    pub step_seconds: BTreeMap<String, f64>,
+    /// Wall-clock seconds per step (`migrate`, `load`, `unload`, `refresh`, `data_tests`), and
+    /// within `load` and `refresh` per part, as `load.copy`, `load.merge`, `load.stale_keys`,
+    /// `load.ledger_and_commit` (summed over batches), `load.bulk_finish`,
+    /// `refresh.claim_stale_keys`, `refresh.<schema>.<relation>` and `refresh.record`.
+    pub step_seconds: StepSeconds,
     pub elapsed_seconds: f64,
 }
 

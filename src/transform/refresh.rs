@@ -2,6 +2,7 @@
 //! relation, records what it built and the refresh itself.
 
 use std::io::Write;
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use tokio_postgres::error::SqlState;
@@ -10,7 +11,7 @@ use tokio_postgres::{Client, Transaction};
 use super::plan::*;
 use super::views::*;
 use crate::db::database_message;
-use crate::report::summary::RefreshSummary;
+use crate::report::summary::{add_step_seconds, RefreshSummary, StepSeconds};
 use crate::report_settings::{self, RequestedSettings};
 
 /// Builds what changed and refreshes the rest for the stale keys, in one transaction.
@@ -29,9 +30,18 @@ pub async fn refresh(
         .is_some_and(|row| row.get(0));
     let managed = managed_relations(&transaction).await?;
     let plan = plan_refresh(views, &managed, options.full_refresh || pending);
+    let mut step_seconds = StepSeconds::new();
     for step in &plan.steps {
+        let started = Instant::now();
         execute_step(&transaction, views, step).await?;
+        let part = match step.action {
+            Action::Prepare => "claim_stale_keys".to_owned(),
+            Action::Drop => format!("drop {}", step.relation),
+            Action::Build { .. } => step.relation.clone(),
+        };
+        add_step_seconds(&mut step_seconds, &part, started.elapsed().as_secs_f64());
     }
+    let recording = Instant::now();
     if plan.full_refresh {
         transaction
             .execute("update elt.settings set full_refresh_pending = false", &[])
@@ -44,9 +54,9 @@ pub async fn refresh(
     let row = transaction
         .query_one(
             "with recorded as (
-                 insert into elt.refreshes (run_id, is_full_refresh, recomputed_keys, events_read, rebuilt_relations, finished_at)
+                 insert into elt.refreshes (run_id, is_full_refresh, recomputed_keys, events_read, rebuilt_relations, started_at, finished_at)
                  select $1, $2, (select count(*) from elt_queued_ranges), $4, $3,
-                     clock_timestamp()
+                     transaction_timestamp(), clock_timestamp()
                  returning refresh_id, recomputed_keys, events_read
              )
              select * from recorded",
@@ -65,6 +75,11 @@ pub async fn refresh(
         .commit()
         .await
         .context("cannot commit the refresh")?;
+    add_step_seconds(
+        &mut step_seconds,
+        "record",
+        recording.elapsed().as_secs_f64(),
+    );
     Ok(RefreshSummary {
         refresh_id,
         full_refresh,
@@ -72,6 +87,7 @@ pub async fn refresh(
         events_read: row.get(2),
         rebuilt_relations: rebuilt,
         dropped_relations: plan.dropped(),
+        step_seconds,
     })
 }
 
