@@ -674,7 +674,7 @@ def tool_span(args, db, path, log_path):
     elt.events by the counters before and after; its summary and step times."""
     settle(db)
     before = settled_counters(db)
-    seconds, rss, output = timed([args.binary, "run", "--json", "-vv", "--click-through-window-seconds",
+    seconds, rss, output = timed([args.binary, "run", "--json", "-vv", *args.run_arg, "--click-through-window-seconds",
                                   str(args.window), "--database-url", url(db), path],
                                  stdout=subprocess.PIPE, stderr_path=log_path)
     after = settled_counters(db)
@@ -719,7 +719,7 @@ def rows_ahead(args, db, path, rows_path, log_path):
         return
     scratch = f"{db}_ahead"
     clone(db, scratch)
-    _, _, output = timed([args.binary, "run", "--json", "--quiet", "--click-through-window-seconds",
+    _, _, output = timed([args.binary, "run", "--json", "--quiet", *args.run_arg, "--click-through-window-seconds",
                           str(args.window), "--database-url", url(scratch), path],
                          stdout=subprocess.PIPE, stderr_path=log_path)
     export_rows(scratch, [each["load_id"] for each in json.loads(output)["files"] if each.get("load_id")],
@@ -1124,7 +1124,7 @@ def first_load(args):
     def tool_run(each):
         fresh_database(each["db"])
         settle(each["db"])
-        seconds, rss, output = timed([each["binary"], "run", "--json", "-vv", "--click-through-window-seconds",
+        seconds, rss, output = timed([each["binary"], "run", "--json", "-vv", *args.run_arg, "--click-through-window-seconds",
                                       str(args.window), "--database-url", url(each["db"]), path],
                                      stdout=subprocess.PIPE, stderr_path=log_path)
         summary = json.loads(output)
@@ -1217,6 +1217,9 @@ def main():
                         help="clean events per hour; default: nightly 5500, night-n and growth 42000, backfill 4000, "
                              "first-load the generator's")
     parser.add_argument("--sizes", default="200000,2000000,20000000", help="memory")
+    parser.add_argument("--run-arg", action="append", default=[], metavar="ARG",
+                        help="first-load, night-n, growth, backfill: one more argument for the timed "
+                             "`campaign-elt run` (repeat it: --run-arg=--batch-lines --run-arg=1000000)")
     args = parser.parse_args()
     if args.mode not in ("full", "first-load") and (args.compare_binary or args.input):
         parser.error("--compare-binary and --input belong to full and first-load")

@@ -330,6 +330,113 @@ async fn a_first_load_with_re_sends_killed_at_a_random_moment_ends_as_an_uninter
     assert_eq!(report_rows(&client).await, expected.1, "{context}");
 }
 
+/// Issue 13: a night whose new events make most (customer, hour) keys stale is recomputed from
+/// one scan of the events, not a lookup per key, with the same rows as a full refresh and
+/// without rebuilding (dropping) any relation; a night that touches a few keys still uses the
+/// index.
+#[tokio::test]
+async fn a_night_that_makes_most_keys_stale_reads_the_events_in_one_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let night = |name: &str, seed: &str, lines: &str| {
+        let path = dir.path().join(name);
+        generate(
+            &path,
+            &[
+                "--lines",
+                lines,
+                "--seed",
+                seed,
+                "--start",
+                "2022-03-01T00:00:00",
+            ],
+        );
+        path.to_str().unwrap().to_owned()
+    };
+    let db = TestDatabase::new().await;
+    db.run_expecting(0, &["run", &night("history.jsonl", "1", "20000")]);
+    // The same hours again, with new event ids: every key is stale.
+    let busy =
+        stdout_json(&db.run_expecting(0, &["run", "--json", &night("busy.jsonl", "2", "20000")]));
+    let refresh = &busy["refresh"];
+    assert!(
+        refresh["stale_keys_read_by_scan"].is_string(),
+        "read by scan: {refresh}"
+    );
+    assert_eq!(refresh["full_refresh"], false, "{refresh}");
+    assert_eq!(
+        refresh["rebuilt_relations"],
+        serde_json::json!([]),
+        "{refresh}"
+    );
+    assert_matches_a_full_refresh(&db).await;
+
+    // One page load in one hour: a key or two, through the index.
+    let quiet_path = dir.path().join("quiet.jsonl");
+    write_lines(
+        &quiet_path,
+        &[page_load("quiet-1", 1, 1, "03/01/2022, 05:30:00").to_string()],
+    );
+    let quiet = stdout_json(&db.run_expecting(0, &["run", "--json", quiet_path.to_str().unwrap()]));
+    assert!(
+        quiet["refresh"]["stale_keys_read_by_scan"].is_null(),
+        "{}",
+        quiet["refresh"]
+    );
+    assert!(quiet["refresh"]["recomputed_keys"].as_i64().unwrap() >= 1);
+    assert_matches_a_full_refresh(&db).await;
+
+    // The operator's threshold: 0 reads even one stale key by scan; a bad value is an error.
+    let forced = stdout_json(&db.run_with_env_expecting(
+        0,
+        &["run", "--json", "--force", quiet_path.to_str().unwrap()],
+        &[("CAMPAIGN_ELT_SCAN_AT_STALE_SHARE", "0")],
+    ));
+    assert_eq!(forced["totals"]["duplicates"], 1, "{forced}");
+    write_lines(
+        &quiet_path,
+        &[page_load("quiet-2", 1, 1, "03/01/2022, 06:30:00").to_string()],
+    );
+    let forced = stdout_json(&db.run_with_env_expecting(
+        0,
+        &["run", "--json", quiet_path.to_str().unwrap()],
+        &[("CAMPAIGN_ELT_SCAN_AT_STALE_SHARE", "0")],
+    ));
+    assert!(
+        forced["refresh"]["stale_keys_read_by_scan"].is_string(),
+        "{}",
+        forced["refresh"]
+    );
+    let refused = db.run_with_env_expecting(
+        1,
+        &["refresh"],
+        &[("CAMPAIGN_ELT_SCAN_AT_STALE_SHARE", "lots")],
+    );
+    assert!(
+        common::stderr(&refused).contains("CAMPAIGN_ELT_SCAN_AT_STALE_SHARE=\"lots\""),
+        "{}",
+        common::stderr(&refused)
+    );
+    assert_matches_a_full_refresh(&db).await;
+}
+
+/// Alternates, by `index`, the two ways an incremental refresh reads its stale keys' events:
+/// through the index (even) and in one scan (odd), whatever share of the keys is stale.
+fn stale_keys_read(index: usize) -> (&'static str, &'static str) {
+    let share = if index % 2 == 0 { "1e12" } else { "0" };
+    ("CAMPAIGN_ELT_SCAN_AT_STALE_SHARE", share)
+}
+
+/// The reports of `db` equal those of `refresh --full-refresh` on a copy of it (copied while
+/// no session of this test is open on it).
+async fn assert_matches_a_full_refresh(db: &TestDatabase) {
+    let full = db.copy().await;
+    full.run_expecting(0, &["refresh", "--full-refresh"]);
+    assert_eq!(
+        report_rows(&db.client().await).await,
+        report_rows(&full.client().await).await
+    );
+}
+
 /// Rows of `elt.events` that PostgreSQL has read since its counters were reset: sequential
 /// scans' rows plus the index entries every index returned (so an index-only scan of the whole
 /// table counts too). Read once the counters stop moving: a session's last counts reach the
@@ -514,8 +621,8 @@ fn loading_in_any_split_equals_one_run_and_a_full_refresh() {
                     files.push(path.to_str().unwrap().to_owned());
                 }
                 let split = TestDatabase::new().await;
-                for file in &files {
-                    split.run_expecting(0, &["run", file]);
+                for (index, file) in files.iter().enumerate() {
+                    split.run_with_env_expecting(0, &["run", file], &[stale_keys_read(index)]);
                 }
                 let together = TestDatabase::new().await;
                 let mut args = vec!["run"];
@@ -722,8 +829,9 @@ async fn late_page_loads_make_incremental_refreshes_relate_their_clicks_like_a_f
     }
 
     let db = TestDatabase::new().await;
-    for file in &files {
-        db.run_expecting(0, &["run", file]);
+    for (run, file) in files.iter().enumerate() {
+        // The stale keys' events read through the index and in one scan, run by run.
+        db.run_with_env_expecting(0, &["run", file], &[stale_keys_read(run)]);
     }
     let client = db.client().await;
     let incremental = report_rows(&client).await;

@@ -7,9 +7,10 @@
 //! occurrence (the first in load order stays, as in the merge), moves them to the ledger's
 //! duplicate counts, and only then builds the key. The loader's filter of sent keys
 //! (`sent_keys`) marks the rows whose key may repeat, so the removal looks only among those;
-//! a key build that still fails falls back to a removal across the whole table. All in one
-//! transaction, so an interrupted finish leaves the table as it was and the next command (or
-//! run) finishes it.
+//! a key build that still fails falls back to a removal across the whole table. Each step is
+//! a transaction that leaves the table and the ledger agreeing (the removal among suspects
+//! first, then the key with everything it needs), so an interrupted finish leaves a table the
+//! next command (or run) finishes.
 //!
 //! Rejected lines go straight into `elt.rejects`, whose primary key, reason index and foreign
 //! key to the ledger are dropped for the load too (the foreign key's check per row cost more
@@ -197,6 +198,9 @@ pub async fn finish(
         create_missing(client, &SECONDARY_INDEXES).await?;
         return Ok(BTreeMap::new());
     }
+    // First, alone: deleting rows waits for any index build on the table, so the second
+    // session starts its build only after this.
+    let removed_among_suspects = remove_suspected_duplicates(client).await?;
     let second = crate::db::connect(connection)
         .await
         .context("cannot open a second session to build the events table's indexes")?;
@@ -212,7 +216,7 @@ pub async fn finish(
     }
     let (in_second_session, after_primary_key) = SECONDARY_INDEXES.split_at(1);
     let (primary_key, secondary_indexes) = tokio::join!(
-        build_primary_key(client, after_primary_key),
+        build_primary_key(client, after_primary_key, removed_among_suspects),
         create_missing(&second, in_second_session)
     );
     let reset = client
@@ -281,17 +285,12 @@ async fn create_missing(client: &impl GenericClient, indexes: &[(&str, &str)]) -
     Ok(())
 }
 
-/// Builds the primary key, first removing later occurrences, and the missing ones of
-/// `then_create` between the key's index and the key. Later occurrences are looked for among
-/// the suspects first (cheap: most rows are no suspect); then the unique index is built, which
-/// succeeds unless duplicates outside the suspects remain — then they are removed across the
-/// whole table (a sort of every row) and the index is built again.
-async fn build_primary_key(
-    client: &mut Client,
-    then_create: &[(&str, &str)],
-) -> Result<BTreeMap<i64, u64>> {
-    let mut transaction = client.transaction().await?;
-    let mut removed_duplicates = removed_per_load(
+/// Removes the later occurrences among the suspects and empties the suspects, in a transaction
+/// of its own: the table and the ledger agree after it, and a finish interrupted later starts
+/// again with no suspects left. Returns what it removed per load.
+async fn remove_suspected_duplicates(client: &mut Client) -> Result<BTreeMap<i64, u64>> {
+    let transaction = client.transaction().await?;
+    let removed = removed_per_load(
         &transaction,
         REMOVE_LATER_OCCURRENCES_AMONG_SUSPECTS,
         BTreeMap::new(),
@@ -300,6 +299,20 @@ async fn build_primary_key(
     transaction
         .batch_execute("delete from elt.bulk_load_suspect_keys")
         .await?;
+    transaction.commit().await?;
+    Ok(removed)
+}
+
+/// Builds the primary key and the missing ones of `then_create` between the key's index and
+/// the key, adding to `removed_duplicates` what it removes. The unique index succeeds unless
+/// duplicates outside the suspects remain — then they are removed across the whole table (a
+/// sort of every row) and the index is built again.
+async fn build_primary_key(
+    client: &mut Client,
+    then_create: &[(&str, &str)],
+    mut removed_duplicates: BTreeMap<i64, u64>,
+) -> Result<BTreeMap<i64, u64>> {
+    let mut transaction = client.transaction().await?;
     let attempt = transaction.savepoint("clean").await?;
     match attempt.batch_execute(CREATE_PRIMARY_KEY_INDEX).await {
         Ok(()) => attempt.commit().await?,

@@ -97,6 +97,10 @@ pub struct RefreshSummary {
     pub events_read: i64,
     pub rebuilt_relations: Vec<String>,
     pub dropped_relations: Vec<String>,
+    /// Why the incremental models read their stale keys' events in one scan instead of through
+    /// the index: the stale keys were a large share of an incremental relation's rows (see
+    /// `SCAN_AT_STALE_SHARE`).
+    pub stale_keys_read_by_scan: Option<String>,
     /// Seconds per part (`claim_stale_keys`, each relation, `record`); the run's summary lists
     /// them as `refresh.<part>` in its `step_seconds`.
     #[serde(skip)]
@@ -186,10 +190,10 @@ impl RunSummary {
                 "refresh {}: {} key(s) recomputed{}, {} event row(s) read{}",
                 refresh.refresh_id,
                 refresh.recomputed_keys,
-                if refresh.full_refresh {
-                    " (full refresh)"
-                } else {
-                    ""
+                match (&refresh.stale_keys_read_by_scan, refresh.full_refresh) {
+                    (_, true) => " (full refresh)".to_owned(),
+                    (Some(reason), false) => format!(" (events read in one scan: {reason})"),
+                    (None, false) => String::new(),
                 },
                 refresh.events_read,
                 if refresh.rebuilt_relations.is_empty() {

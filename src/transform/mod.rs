@@ -13,7 +13,10 @@ mod refresh;
 mod views;
 
 pub use data_tests::run_data_tests;
-pub use plan::{plan_refresh, Action, ManagedRelation, PlanStep, RefreshOptions, RefreshPlan, Why};
+pub use plan::{
+    plan_refresh, plan_refresh_reading, Action, ManagedRelation, PlanStep, RefreshOptions,
+    RefreshPlan, StaleKeysRead, Why,
+};
 pub use refresh::{dry_run, refresh};
 pub use views::{DataTest, Materialization, Model, StaleKeys, ViewSet};
 

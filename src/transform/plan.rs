@@ -156,6 +156,39 @@ pub fn plan_refresh(
     managed: &[ManagedRelation],
     full_refresh: bool,
 ) -> RefreshPlan {
+    plan_refresh_reading(views, managed, full_refresh, StaleKeysRead::ByIndex)
+}
+
+/// How the incremental models read the events of the stale keys they recompute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaleKeysRead {
+    /// Each stale range through the refresh index (`refresh_mode.is_full_refresh` false).
+    ByIndex,
+    /// Every event in one scan, as a whole build does (`refresh_mode.is_full_refresh` true),
+    /// keeping only the stale keys' rows: cheaper once the stale keys are a large share of the
+    /// rows (see `REBUILD_AT_STALE_SHARE` in refresh.rs). Nothing is dropped, so readers of the
+    /// relations are not blocked.
+    ByScan,
+}
+
+impl StaleKeysRead {
+    /// The statements that define `stale_ranges` and `refresh_mode` for refreshing (not
+    /// rebuilding) the incremental models.
+    fn scope(self) -> &'static [&'static str; 2] {
+        match self {
+            StaleKeysRead::ByIndex => &INCREMENTAL_REFRESH_SCOPE,
+            StaleKeysRead::ByScan => &STALE_KEYS_BY_SCAN_SCOPE,
+        }
+    }
+}
+
+/// [`plan_refresh`], with the incremental models reading their stale keys as `read` says.
+pub fn plan_refresh_reading(
+    views: &ViewSet,
+    managed: &[ManagedRelation],
+    full_refresh: bool,
+    read: StaleKeysRead,
+) -> RefreshPlan {
     let recorded: BTreeMap<&str, &ManagedRelation> = managed
         .iter()
         .map(|relation| (relation.relation.as_str(), relation))
@@ -190,7 +223,7 @@ pub fn plan_refresh(
     if rebuilds_incremental {
         prepare.extend(PREPARE_ALL_RANGES.iter().map(|s| s.to_string()));
     }
-    prepare.extend(INCREMENTAL_REFRESH_SCOPE.iter().map(|s| s.to_string()));
+    prepare.extend(read.scope().iter().map(|s| s.to_string()));
     let mut steps = vec![PlanStep {
         path: "campaign-elt".into(),
         relation: String::new(),
@@ -225,7 +258,7 @@ pub fn plan_refresh(
     }
     for (index, model) in views.models.iter().enumerate() {
         let why = rebuild.get(model.relation.as_str());
-        let statements = model_statements(model, why.is_some());
+        let statements = model_statements(model, why.is_some(), read);
         if statements.is_empty() {
             continue; // an unchanged view: nothing to do
         }
@@ -247,7 +280,7 @@ pub fn plan_refresh(
 }
 
 /// The statements that build or refresh one model.
-pub(super) fn model_statements(model: &Model, rebuild: bool) -> Vec<String> {
+pub(super) fn model_statements(model: &Model, rebuild: bool, read: StaleKeysRead) -> Vec<String> {
     let relation = quote_relation(&model.relation);
     let sql = &model.sql;
     let unique_index = |statements: &mut Vec<String>| {
@@ -286,7 +319,7 @@ pub(super) fn model_statements(model: &Model, rebuild: bool) -> Vec<String> {
             statements.extend(FULL_REFRESH_SCOPE.iter().map(|s| s.to_string()));
             statements.push(format!("create table {relation} as\n{sql}"));
             unique_index(&mut statements);
-            statements.extend(INCREMENTAL_REFRESH_SCOPE.iter().map(|s| s.to_string()));
+            statements.extend(read.scope().iter().map(|s| s.to_string()));
         }
         (Materialization::Incremental, false) => {
             statements.push(format!(
@@ -325,6 +358,13 @@ pub(super) const FULL_REFRESH_SCOPE: [&str; 2] = [
 pub(super) const INCREMENTAL_REFRESH_SCOPE: [&str; 2] = [
     "create or replace temporary view stale_ranges as select * from elt_queued_ranges",
     "create or replace temporary view refresh_mode as select false as is_full_refresh",
+];
+
+/// What an incremental model reads while it recomputes many stale keys: the claimed stale
+/// ranges, with the events read as for a whole build.
+pub(super) const STALE_KEYS_BY_SCAN_SCOPE: [&str; 2] = [
+    "create or replace temporary view stale_ranges as select * from elt_queued_ranges",
+    "create or replace temporary view refresh_mode as select true as is_full_refresh",
 ];
 
 /// Prepares the stale key ranges of this refresh: claims the durable queue (restored if the

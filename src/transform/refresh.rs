@@ -10,7 +10,7 @@ use tokio_postgres::{Client, Transaction};
 
 use super::plan::*;
 use super::views::*;
-use crate::db::database_message;
+use crate::db::{database_message, quote_relation};
 use crate::report::summary::{add_step_seconds, RefreshSummary, StepSeconds};
 use crate::report_settings::{self, RequestedSettings};
 
@@ -29,7 +29,18 @@ pub async fn refresh(
         .await?
         .is_some_and(|row| row.get(0));
     let managed = managed_relations(&transaction).await?;
-    let plan = plan_refresh(views, &managed, options.full_refresh || pending);
+    let most_keys_stale = if options.full_refresh || pending {
+        None
+    } else {
+        most_keys_stale(&transaction, views, &managed).await?
+    };
+    let read = if let Some(reason) = &most_keys_stale {
+        tracing::info!("reading the stale keys' events in one scan: {reason}");
+        StaleKeysRead::ByScan
+    } else {
+        StaleKeysRead::ByIndex
+    };
+    let plan = plan_refresh_reading(views, &managed, options.full_refresh || pending, read);
     let mut step_seconds = StepSeconds::new();
     for step in &plan.steps {
         let started = Instant::now();
@@ -87,8 +98,79 @@ pub async fn refresh(
         events_read: row.get(2),
         rebuilt_relations: rebuilt,
         dropped_relations: plan.dropped(),
+        stale_keys_read_by_scan: most_keys_stale,
         step_seconds,
     })
+}
+
+/// The share of an incremental relation's rows whose keys are stale at which a refresh reads
+/// the events in one scan ([`StaleKeysRead::ByScan`]) instead of each stale range through the
+/// refresh index. Through the index, each event costs a heap page visit of its own (a page
+/// holds the events of every customer loaded at that time), so a key costs about 5 times more
+/// per event than a scan: a night on the nightly benchmark that left 95 % of the keys stale
+/// took 23.4 s through the index, 4.1 s with one scan (docs/performance.md).
+/// `CAMPAIGN_ELT_SCAN_AT_STALE_SHARE` overrides it (0: always scan; a large number: never).
+pub const SCAN_AT_STALE_SHARE: f64 = 0.2;
+
+/// The share from `CAMPAIGN_ELT_SCAN_AT_STALE_SHARE`, else [`SCAN_AT_STALE_SHARE`].
+fn scan_at_stale_share() -> Result<f64> {
+    match std::env::var("CAMPAIGN_ELT_SCAN_AT_STALE_SHARE") {
+        Err(_) => Ok(SCAN_AT_STALE_SHARE),
+        Ok(text) => match text.trim().parse::<f64>() {
+            Ok(share) if share >= 0.0 && share.is_finite() => Ok(share),
+            _ => bail!(
+                "CAMPAIGN_ELT_SCAN_AT_STALE_SHARE={text:?}: expected a share of at least 0 \
+                 (0.2 is the default; 0 always reads the stale keys' events in one scan)"
+            ),
+        },
+    }
+}
+
+/// When the queued stale keys are at least [`SCAN_AT_STALE_SHARE`] of the rows of an
+/// incremental relation (by PostgreSQL's estimate, or a count of a relation never analyzed),
+/// says so; the refresh then reads the events in one scan.
+async fn most_keys_stale(
+    transaction: &Transaction<'_>,
+    views: &ViewSet,
+    managed: &[ManagedRelation],
+) -> Result<Option<String>> {
+    let share = scan_at_stale_share()?;
+    let stale_keys: i64 = transaction
+        .query_one("select count(*) from elt.stale_keys", &[])
+        .await?
+        .get(0);
+    if stale_keys == 0 {
+        return Ok(None);
+    }
+    for model in &views.models {
+        let built = managed
+            .iter()
+            .any(|relation| relation.relation == model.relation);
+        if model.materialized != Materialization::Incremental || !built {
+            continue;
+        }
+        let estimate: f32 = transaction
+            .query_one(
+                "select reltuples from pg_catalog.pg_class where oid = to_regclass($1)",
+                &[&quote_relation(&model.relation)],
+            )
+            .await?
+            .get(0);
+        let rows = if estimate >= 0.0 {
+            estimate as f64
+        } else {
+            let count = format!("select count(*) from {}", quote_relation(&model.relation));
+            transaction.query_one(&count, &[]).await?.get::<_, i64>(0) as f64
+        };
+        if stale_keys as f64 >= share * rows {
+            return Ok(Some(format!(
+                "{stale_keys} stale keys are {:.0} % of the {rows:.0} rows of {}",
+                100.0 * stale_keys as f64 / rows.max(1.0),
+                model.relation
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// The rows of `elt.events` this session's transaction has read so far, by PostgreSQL's own

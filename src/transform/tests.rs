@@ -443,6 +443,38 @@ fn only_a_refresh_that_rebuilds_reads_every_customers_range() {
     assert!(prepare(&first).contains("create temporary table elt_all_ranges"));
 }
 
+/// Issue 13: reading the stale keys by scan keeps the stale ranges (only their rows are
+/// deleted and re-inserted) but tells the models to read the events as a whole build does; it
+/// drops nothing and reads no range of all customers.
+#[test]
+fn reading_stale_keys_by_scan_recomputes_only_them_with_the_whole_build_branch() {
+    let views = ViewSet::load(None).unwrap();
+    let by_index = plan_refresh(&views, &recorded(&views), false);
+    let by_scan = plan_refresh_reading(&views, &recorded(&views), false, StaleKeysRead::ByScan);
+    let prepare = |plan: &RefreshPlan| plan.steps[0].statements.join(";\n");
+    assert!(prepare(&by_index).contains("select false as is_full_refresh"));
+    assert!(prepare(&by_scan).contains("select true as is_full_refresh"));
+    for plan in [&by_index, &by_scan] {
+        assert!(prepare(plan).contains(
+            "create or replace temporary view stale_ranges as select * from elt_queued_ranges"
+        ));
+        assert!(!prepare(plan).contains("elt_all_ranges"));
+        assert!(plan.steps.iter().all(|step| step.action != Action::Drop));
+        assert!(plan.rebuilt().is_empty());
+    }
+    let outline = |plan: &RefreshPlan| -> Vec<(String, Why)> {
+        plan.steps[1..]
+            .iter()
+            .map(|step| (step.relation.clone(), step.why.clone()))
+            .collect()
+    };
+    assert_eq!(
+        outline(&by_index),
+        outline(&by_scan),
+        "the same steps, in order"
+    );
+}
+
 #[test]
 fn a_stale_keys_header_that_names_another_model_is_refused() {
     let files = vec![

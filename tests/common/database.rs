@@ -278,6 +278,11 @@ impl TestDatabase {
         run_expecting_at(&self.url, code, args)
     }
 
+    /// Runs the binary with the environment variables `env` set and asserts the exit code.
+    pub fn run_with_env_expecting(&self, code: i32, args: &[&str], env: &[(&str, &str)]) -> Output {
+        super::process::run_with_env_expecting_at(&self.url, code, args, env)
+    }
+
     /// `run --max-line-bytes 2048 tests/fixtures/first_night.jsonl` (the limit makes its long
     /// line a `line_too_long` reject), expecting success: the reports become
     /// [`FIRST_NIGHT_REPORTS`](super::FIRST_NIGHT_REPORTS).

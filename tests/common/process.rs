@@ -18,6 +18,7 @@ pub fn campaign_elt() -> Command {
         "CAMPAIGN_ELT_VIEWS_DIR",
         "CAMPAIGN_ELT_SOURCE_TIME_ZONE",
         "CAMPAIGN_ELT_EVENT_TYPES",
+        "CAMPAIGN_ELT_SCAN_AT_STALE_SHARE",
     ] {
         command.env_remove(variable);
     }
@@ -35,8 +36,28 @@ pub fn run_at(url: &str, args: &[&str]) -> Output {
 
 /// Runs `campaign-elt ARGS --database-url URL` and asserts the exit code.
 pub fn run_expecting_at(url: &str, code: i32, args: &[&str]) -> Output {
-    let output = run_at(url, args);
-    assert_exit(&output, code, &format!("campaign-elt {args:?} on {url}"));
+    run_with_env_expecting_at(url, code, args, &[])
+}
+
+/// Runs `campaign-elt ARGS --database-url URL` with the environment variables `env` set and
+/// asserts the exit code.
+pub fn run_with_env_expecting_at(
+    url: &str,
+    code: i32,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
+    let output = campaign_elt()
+        .args(args)
+        .args(["--database-url", url])
+        .envs(env.iter().copied())
+        .output()
+        .expect("run campaign-elt");
+    assert_exit(
+        &output,
+        code,
+        &format!("campaign-elt {args:?} (env {env:?}) on {url}"),
+    );
     output
 }
 
