@@ -1,8 +1,6 @@
 //! One batch, one transaction: the COPY of its rows, the merge (or, in a bulk load, nothing
 //! more), the ledger's progress, and the commit — then, for a stream, a refresh.
 
-use std::time::Instant;
-
 use anyhow::Result;
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
@@ -11,8 +9,9 @@ use super::copy::CopyLayout;
 use super::ledger;
 use super::merge::{self, MergeSource};
 use super::reader::{BatchProgress, ReaderMessage};
+use super::step_timer::StepTimer;
 use super::switcher::copy_batch;
-use crate::report::summary::{add_step_seconds, LineCounts, StepSeconds};
+use crate::report::summary::{LineCounts, StepSeconds};
 use crate::transform::{self, RefreshOptions, ViewSet};
 
 /// What every batch of one file shares.
@@ -109,34 +108,6 @@ async fn refresh_after_batch(
         Err(error) => {
             tracing::warn!("refresh after a batch failed (loading goes on): {error:#}")
         }
-    }
-}
-
-/// Times the parts of a batch: logs each (`-vv`) and adds it to the load's step seconds.
-pub(super) struct StepTimer<'a> {
-    last_line_number: u64,
-    started: Instant,
-    seconds: &'a mut StepSeconds,
-}
-
-impl<'a> StepTimer<'a> {
-    fn new(seconds: &'a mut StepSeconds) -> Self {
-        Self {
-            last_line_number: 0,
-            started: Instant::now(),
-            seconds,
-        }
-    }
-
-    /// Ends the part `name` that ran since the previous one.
-    pub(super) fn step(&mut self, name: &str) {
-        let elapsed = self.started.elapsed().as_secs_f64();
-        tracing::debug!(
-            "batch to line {}: {name} took {elapsed:.3} s",
-            self.last_line_number
-        );
-        add_step_seconds(self.seconds, name, elapsed);
-        self.started = Instant::now();
     }
 }
 

@@ -5,7 +5,7 @@
 use anyhow::{anyhow, Context, Result};
 use tokio_postgres::Transaction;
 
-use super::batch::StepTimer;
+use super::step_timer::StepTimer;
 use crate::db::database_message;
 use crate::transform::ViewSet;
 

@@ -27,6 +27,7 @@ mod merge;
 mod options;
 mod reader;
 mod sent_keys;
+mod step_timer;
 mod switcher;
 mod unload;
 
