@@ -500,8 +500,7 @@ def memory(args):
     print("loader peak RSS by input size (`campaign-elt run FILE` into an empty database):")
     print(f"  {'lines':>12} {'MB':>8} {'seconds':>9} {'peak RSS':>12}")
     for lines in sizes:
-        path = generated(args.binary, lines, f"memory_{lines}.jsonl",
-                         ["--dirt-rate", "0.01", "--exact-duplicate-rate", "0.01"])
+        path = generated(args.binary, lines, f"memory_realistic_{lines}.jsonl", ["--mix", "realistic"])
         fresh_database("campaign_elt_bench_memory")
         seconds, rss, _ = timed([args.binary, "run", "--quiet", "--database-url", database, path])
         drop_database("campaign_elt_bench_memory")
@@ -1034,6 +1033,16 @@ def cut_hour(history, hour):
     return kept, cut
 
 
+def unsigned_id(value):
+    """A customer or user id as the loader accepts it (a JSON integer or a string of 1-19 digits),
+    else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
+        return value
+    if isinstance(value, str) and 1 <= len(value) <= 19 and value.isascii() and value.isdigit():
+        return int(value)
+    return None
+
+
 def hour_relations(hour_file, history, hour, window):
     """Page loads of the cut hour to which clicks of the next hour relate: by event id, and by the
     window (same customer and user, 0..WINDOW s later); counted on the files, before any load."""
@@ -1044,9 +1053,11 @@ def hour_relations(hour_file, history, hour, window):
                 continue
             try:
                 value = json.loads(line)
-                yield value["event_type"], value["event_id"], value["customer_id"], value["user_id"], at
+                customer, user = unsigned_id(value["customer_id"]), unsigned_id(value["user_id"])
+                if isinstance(value["event_id"], str) and customer is not None and user is not None:
+                    yield value["event_type"], value["event_id"], customer, user, at
             except (ValueError, KeyError, TypeError):
-                pass
+                pass  # lines the loader rejects (the realistic mix's dirt) relate nothing
     loads = [each for each in events(open(hour_file, "rb"), hour) if each[0] == "ReferralPageLoad"]
     clicks = [each for each in events(open(history, "rb"), hour + HOUR) if each[0] == "ReferralRecommendClick"]
     ids = {each[1] for each in loads}
