@@ -378,11 +378,22 @@ async fn status_shows_ledger_stale_keys_rejects_and_freshness() {
         .unwrap()
         .iter()
         .any(|r| r["reason"] == "invalid_utf8"));
+    let server = &status["server"];
+    assert!(server["shared_buffers"].as_str().unwrap().ends_with("B"));
+    assert!(server["max_wal_size"].as_str().unwrap().ends_with("B"));
+    assert!(server["events_bytes"].as_i64().unwrap() > 0);
+    assert!(
+        server["events_btree_index_bytes"].as_i64().unwrap() >= 2 * 8192,
+        "the key and the refresh index: {server}"
+    );
+    assert!(server["checkpoints_timed"].as_i64().unwrap() >= 0);
+    assert!(server["advice"].is_array());
     db.run_expecting(0, &["refresh"]);
     let status = stdout_json(&db.run_expecting(0, &["status", "--json"]));
     assert_eq!(status["stale_keys"], 0);
-    let human = db.run_expecting(0, &["status"]);
-    assert!(stdout(&human).contains("rejected lines by reason"));
+    let human = stdout(&db.run_expecting(0, &["status"]));
+    assert!(human.contains("rejected lines by reason"));
+    assert!(human.contains("server: shared_buffers "), "{human}");
 }
 
 #[tokio::test]
