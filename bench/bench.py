@@ -113,8 +113,9 @@ if pid == 0:
     os.close(fd)
     try:
         os.execvp(sys.argv[2], sys.argv[2:])
-    finally:
-        os._exit(127)
+    except OSError as error:
+        os.write(2, f"{sys.argv[2]}: {error}\\n".encode())
+    os._exit(127)
 _, status, usage = os.wait4(pid, 0)
 os.write(fd, str(usage.ru_maxrss).encode())
 code = os.waitstatus_to_exitcode(status)
@@ -145,7 +146,7 @@ def timed(args, stdin=None, stdout=subprocess.DEVNULL, env=None, stderr_path=Non
     code = process.returncode
     if code != 0:
         sys.exit(f"{' '.join(map(str, args))} exited {code}:\n{errors}")
-    return seconds, int(rss_kib) / 1024, output
+    return seconds, int(rss_kib) / 1024 if rss_kib else float("nan"), output
 
 
 def build(args):
