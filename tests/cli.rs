@@ -608,3 +608,99 @@ fn generate_customer_skew_gives_the_first_customers_most_lines_and_refuses_out_o
         common::stderr(&output)
     );
 }
+
+/// The server sees the application name the operator gave (`PGAPPNAME`, or `application_name`
+/// in the URL, which wins), and `campaign-elt` only when none is given: a DBA's view of
+/// `pg_stat_activity` and the server log name the job.
+#[tokio::test]
+async fn the_server_sees_the_application_name_the_operator_gave() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    let with_query = |extra: &str| {
+        let separator = if db.url.contains('?') { '&' } else { '?' };
+        format!("{}{separator}{extra}", db.url)
+    };
+    for (url, app_name, expected) in [
+        (
+            db.url.clone(),
+            Some("nightly-referrals"),
+            "nightly-referrals",
+        ),
+        (
+            with_query("application_name=from-the-url"),
+            Some("nightly-referrals"),
+            "from-the-url",
+        ),
+        (db.url.clone(), None, "campaign-elt"),
+    ] {
+        let mut command = campaign_elt();
+        command
+            .args(["run", "--batch-seconds", "0.2", "--database-url", &url, "-"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .env_remove("PGAPPNAME");
+        if let Some(app_name) = app_name {
+            command.env("PGAPPNAME", app_name);
+        }
+        // The previous run's backend may still be ending: start from a database without it.
+        for _ in 0..100 {
+            let others: i64 = client
+                .query_one(
+                    "select count(*) from pg_stat_activity
+                     where datname = current_database() and pid <> pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if others == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let mut child = command.spawn().unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..100 {
+            seen = client
+                .query(
+                    "select application_name from pg_stat_activity
+                     where datname = current_database() and pid <> pg_backend_pid()
+                         and backend_type = 'client backend'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get::<_, String>(0))
+                .collect();
+            // Connected and past the session's set-up (the run has taken its lock by then).
+            let locked: i64 = client
+                .query_one(
+                    "select count(*) from pg_locks
+                     where locktype = 'advisory' and granted and database =
+                         (select oid from pg_database where datname = current_database())",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if locked > 0 && !seen.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        drop(child.stdin.take());
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            stdout_and_stderr(&output)
+        );
+        assert_eq!(
+            seen,
+            vec![expected.to_string()],
+            "PGAPPNAME={app_name:?}, url {url}"
+        );
+    }
+}

@@ -20,14 +20,14 @@ pub use migrate::migrate;
 /// Connects and prepares the session: synchronous commit, so a run that exits 0 has made its
 /// last commit durable; no JIT, whose compile time dominated the incremental refresh's many
 /// small index lookups (docs/performance.md, "No JIT").
-/// The session keeps the server's TimeZone: the SQL never depends on it.
+/// The session keeps the server's TimeZone: the SQL never depends on it, and the application
+/// name the connection gave (the operator's `PGAPPNAME` or URL, else `campaign-elt`).
 pub async fn connect(params: &ConnectionParams) -> Result<Client> {
     let client = connection::connect(params).await?;
     client
         .batch_execute(
             "set synchronous_commit = on;
-             set jit = off;
-             set application_name = 'campaign-elt';",
+             set jit = off;",
         )
         .await
         .with_context(|| format!("cannot prepare the session on {}", params.display))?;
