@@ -9,7 +9,8 @@ use std::io::Write;
 
 use common::{
     assert_exit, campaign_elt, copy_of_views, count, fixture, release_the_run_lock, report_rows,
-    stderr, stdout, stdout_and_stderr, stdout_json, take_the_run_lock, TestDatabase,
+    stderr, stdout, stdout_and_stderr, stdout_json, take_the_run_lock, with_query_parameter,
+    TestDatabase,
 };
 
 const DIRTY: &str = "first_night.jsonl";
@@ -616,10 +617,6 @@ fn generate_customer_skew_gives_the_first_customers_most_lines_and_refuses_out_o
 async fn the_server_sees_the_application_name_the_operator_gave() {
     let db = TestDatabase::new().await;
     let client = db.client().await;
-    let with_query = |extra: &str| {
-        let separator = if db.url.contains('?') { '&' } else { '?' };
-        format!("{}{separator}{extra}", db.url)
-    };
     for (url, app_name, expected) in [
         (
             db.url.clone(),
@@ -627,7 +624,7 @@ async fn the_server_sees_the_application_name_the_operator_gave() {
             "nightly-referrals",
         ),
         (
-            with_query("application_name=from-the-url"),
+            with_query_parameter(&db.url, "application_name=from-the-url"),
             Some("nightly-referrals"),
             "from-the-url",
         ),
@@ -644,15 +641,12 @@ async fn the_server_sees_the_application_name_the_operator_gave() {
         }
         // The previous run's backend may still be ending: start from a database without it.
         for _ in 0..100 {
-            let others: i64 = client
-                .query_one(
-                    "select count(*) from pg_stat_activity
-                     where datname = current_database() and pid <> pg_backend_pid()",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
+            let others = count(
+                &client,
+                "select count(*) from pg_stat_activity
+                 where datname = current_database() and pid <> pg_backend_pid()",
+            )
+            .await;
             if others == 0 {
                 break;
             }
@@ -674,16 +668,13 @@ async fn the_server_sees_the_application_name_the_operator_gave() {
                 .map(|row| row.get::<_, String>(0))
                 .collect();
             // Connected and past the session's set-up (the run has taken its lock by then).
-            let locked: i64 = client
-                .query_one(
-                    "select count(*) from pg_locks
-                     where locktype = 'advisory' and granted and database =
-                         (select oid from pg_database where datname = current_database())",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
+            let locked = count(
+                &client,
+                "select count(*) from pg_locks
+                 where locktype = 'advisory' and granted and database =
+                     (select oid from pg_database where datname = current_database())",
+            )
+            .await;
             if locked > 0 && !seen.is_empty() {
                 break;
             }
