@@ -658,18 +658,27 @@ def clone(template, name):
             time.sleep(1)
 
 
-COUNTERS = """select coalesce(t.seq_tup_read, 0),
-       coalesce((select sum(i.idx_tup_read) from pg_stat_user_indexes i where i.relid = t.relid), 0),
+# The rows bitmap heap scans fetched: the table's idx_tup_fetch less its indexes' own (which
+# count simple index scans only). A lossy BRIN bitmap returns pages, not rows, as its entries, so
+# idx_tup_read alone would miss the rows read through the load_id index.
+BITMAP_HEAP_ROWS = """coalesce(t.idx_tup_fetch, 0)
+       - coalesce((select sum(i.idx_tup_fetch) from pg_stat_user_indexes i where i.relid = t.relid), 0)"""
+
+COUNTERS = f"""select coalesce(t.seq_tup_read, 0),
+       coalesce((select sum(i.idx_tup_read) from pg_stat_user_indexes i where i.relid = t.relid), 0)
+       + {BITMAP_HEAP_ROWS},
        coalesce((select s.heap_blks_read + s.heap_blks_hit from pg_statio_user_tables s where s.relid = t.relid), 0),
        coalesce((select string_agg(i.indexrelname || '=' || i.idx_tup_read, ' ' order by i.indexrelname)
                  from pg_stat_user_indexes i where i.relid = t.relid), '')
+       || ' bitmap_heap_rows=' || ({BITMAP_HEAP_ROWS})
 from pg_stat_user_tables t where t.relid = 'elt.events'::regclass"""
 
 
 def read_counters(db):
     """elt.events' cumulative counters, from a fresh session after pg_stat_clear_snapshot():
-    (seq_tup_read, idx_tup_read summed over its indexes, heap_blks_read + heap_blks_hit,
-    {index: idx_tup_read})."""
+    (seq_tup_read, idx_tup_read summed over its indexes plus the rows bitmap heap scans fetched
+    (an upper bound: a btree bitmap scan's rows count twice), heap_blks_read + heap_blks_hit,
+    {index: idx_tup_read, "bitmap_heap_rows": ...})."""
     line = psql_commands(db, "select pg_stat_clear_snapshot()", COUNTERS).splitlines()[-1]
     seq, idx, blocks, per_index = line.split("|")
     return int(seq), int(idx), int(blocks), dict(item.split("=") for item in per_index.split())
@@ -948,7 +957,8 @@ def night_n(args):
     print(f"{args.rounds} round(s) of the three nights (medians, [min-max]"
           + ("; one sample per night: the three nights are the spread" if args.rounds == 1 else "")
           + "); ratio = campaign-elt / floor (binary COPY of the night's rows into an indexed copy of the "
-          "events before the night); rows read = seq_tup_read + idx_tup_read of elt.events; "
+          "events before the night); rows read = seq_tup_read + idx_tup_read of elt.events + the rows "
+          "bitmap heap scans fetched; "
           "target = 5 x the night's new events + 5 % of the history:")
     spans_header()
     for k in range(nights):

@@ -352,11 +352,30 @@ async fn a_night_that_makes_most_keys_stale_reads_the_events_in_one_scan() {
         );
         path.to_str().unwrap().to_owned()
     };
+    // The hourly model without its delta recomputes every stale key (as after an unload).
+    let views = common::copy_of_views_without_delta();
+    let views_dir = views.path().to_str().unwrap();
     let db = TestDatabase::new().await;
-    db.run_expecting(0, &["run", &night("history.jsonl", "1", "20000")]);
+    db.run_expecting(
+        0,
+        &[
+            "run",
+            "--views-dir",
+            views_dir,
+            &night("history.jsonl", "1", "20000"),
+        ],
+    );
     // The same hours again, with new event ids: every key is stale.
-    let busy =
-        stdout_json(&db.run_expecting(0, &["run", "--json", &night("busy.jsonl", "2", "20000")]));
+    let busy = stdout_json(&db.run_expecting(
+        0,
+        &[
+            "run",
+            "--json",
+            "--views-dir",
+            views_dir,
+            &night("busy.jsonl", "2", "20000"),
+        ],
+    ));
     let refresh = &busy["refresh"];
     assert!(
         refresh["stale_keys_read_by_scan"].is_string(),
@@ -376,7 +395,16 @@ async fn a_night_that_makes_most_keys_stale_reads_the_events_in_one_scan() {
         &quiet_path,
         &[page_load("quiet-1", 1, 1, "03/01/2022, 05:30:00").to_string()],
     );
-    let quiet = stdout_json(&db.run_expecting(0, &["run", "--json", quiet_path.to_str().unwrap()]));
+    let quiet = stdout_json(&db.run_expecting(
+        0,
+        &[
+            "run",
+            "--json",
+            "--views-dir",
+            views_dir,
+            quiet_path.to_str().unwrap(),
+        ],
+    ));
     assert!(
         quiet["refresh"]["stale_keys_read_by_scan"].is_null(),
         "{}",
@@ -388,7 +416,14 @@ async fn a_night_that_makes_most_keys_stale_reads_the_events_in_one_scan() {
     // The operator's threshold: 0 reads even one stale key by scan; a bad value is an error.
     let forced = stdout_json(&db.run_with_env_expecting(
         0,
-        &["run", "--json", "--force", quiet_path.to_str().unwrap()],
+        &[
+            "run",
+            "--json",
+            "--force",
+            "--views-dir",
+            views_dir,
+            quiet_path.to_str().unwrap(),
+        ],
         &[("CAMPAIGN_ELT_SCAN_AT_STALE_SHARE", "0")],
     ));
     assert_eq!(forced["totals"]["duplicates"], 1, "{forced}");
@@ -398,7 +433,13 @@ async fn a_night_that_makes_most_keys_stale_reads_the_events_in_one_scan() {
     );
     let forced = stdout_json(&db.run_with_env_expecting(
         0,
-        &["run", "--json", quiet_path.to_str().unwrap()],
+        &[
+            "run",
+            "--json",
+            "--views-dir",
+            views_dir,
+            quiet_path.to_str().unwrap(),
+        ],
         &[("CAMPAIGN_ELT_SCAN_AT_STALE_SHARE", "0")],
     ));
     assert!(
@@ -408,7 +449,7 @@ async fn a_night_that_makes_most_keys_stale_reads_the_events_in_one_scan() {
     );
     let refused = db.run_with_env_expecting(
         1,
-        &["refresh"],
+        &["refresh", "--views-dir", views_dir],
         &[("CAMPAIGN_ELT_SCAN_AT_STALE_SHARE", "lots")],
     );
     assert!(
@@ -438,9 +479,12 @@ async fn assert_matches_a_full_refresh(db: &TestDatabase) {
 }
 
 /// Rows of `elt.events` that PostgreSQL has read since its counters were reset: sequential
-/// scans' rows plus the index entries every index returned (so an index-only scan of the whole
-/// table counts too). Read once the counters stop moving: a session's last counts reach the
-/// shared statistics only as its backend exits, after the client has gone.
+/// scans' rows, the index entries every index returned (so an index-only scan of the whole
+/// table counts too), and the rows bitmap heap scans fetched (the table's `idx_tup_fetch` less
+/// the indexes' own, which count simple index scans only): a lossy BRIN bitmap returns pages,
+/// not rows, as its entries. Counts a btree bitmap scan's rows twice: an upper bound. Read once
+/// the counters stop moving: a session's last counts reach the shared statistics only as its
+/// backend exits, after the client has gone.
 async fn events_rows_read(db: &TestDatabase) -> i64 {
     let client = db.client().await;
     let read = || async {
@@ -450,9 +494,9 @@ async fn events_rows_read(db: &TestDatabase) -> i64 {
             .unwrap();
         count(
             &client,
-            "select (select coalesce(seq_tup_read, 0) from pg_stat_user_tables
-                     where relid = 'elt.events'::regclass)
-                  + (select coalesce(sum(idx_tup_read), 0) from pg_stat_user_indexes
+            "select (select coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)
+                     from pg_stat_user_tables where relid = 'elt.events'::regclass)
+                  + (select coalesce(sum(idx_tup_read - idx_tup_fetch), 0) from pg_stat_user_indexes
                      where relid = 'elt.events'::regclass)::bigint",
         )
         .await
@@ -1202,16 +1246,17 @@ async fn an_interrupted_load_of_a_file_that_then_grew_resumes_to_its_new_end() {
     let path = dir.path().join("events.jsonl");
     let path_text = path.to_str().unwrap();
     let lines: Vec<String> = page_loads(8);
-    write_lines(&path, &lines[..6]);
+    // The first batch of a run, committed and refreshed (a stdin stream refreshes each batch;
+    // the reports then hold exactly the committed events).
+    write_lines(&path, &lines[..3]);
     let db = TestDatabase::new().await;
     db.run_expecting(0, &["run", "--batch-lines", "3", path_text]);
-    // Leave the ledger as a run that died after its first batch leaves it.
+    // Leave the ledger as a run that died after that batch leaves it.
     let first_batch_bytes: usize = lines[..3].iter().map(|line| line.len() + 1).sum();
     let client = db.client().await;
     client
         .batch_execute(&format!(
-            "delete from elt.events where line_number > 3;
-             update elt.loads set status = 'failed', committed_offset = {first_batch_bytes},
+            "update elt.loads set status = 'failed', committed_offset = {first_batch_bytes},
                  committed_line_number = 3, lines = 3, loaded = 3, finished_at = null;"
         ))
         .await
@@ -1234,4 +1279,217 @@ async fn an_interrupted_load_of_a_file_that_then_grew_resumes_to_its_new_end() {
         &report_rows(&client).await,
         &reports_after(&[&["run", path_text]]).await,
     );
+}
+
+/// One way to break the hourly model's delta query, and what it leaves out.
+struct BrokenDelta {
+    what: &'static str,
+    from: &'static str,
+    to: &'static str,
+}
+
+/// Each of the delta's four parts, broken on its own: the comparison with a full refresh below
+/// must catch every one of them on the test's data.
+const BROKEN_DELTAS: [BrokenDelta; 4] = [
+    BrokenDelta {
+        what: "earlier clicks newly related by a new page load",
+        from: "    union all\n    select customer_id, hour, 0, 0, 0, related_clicks\n    from newly_related_earlier_clicks\n",
+        to: "",
+    },
+    BrokenDelta {
+        what: "an earlier click that an earlier page load in its window related already",
+        from: ") > clicks.new_window_page_loads",
+        to: ") > 0",
+    },
+    BrokenDelta {
+        what: "an earlier click whose same-id page load is new",
+        from: "not clicks.has_new_same_id_page_load\n            and exists",
+        to: "exists",
+    },
+    BrokenDelta {
+        what: "a user who clicked in the hour before",
+        from: "or new_click_users.new_clicks = (",
+        to: "or new_click_users.new_clicks <= (",
+    },
+];
+
+/// Lines of `path` dealt into `parts` files by a seeded draw, each line to one of them, in
+/// order: later parts hold page loads of earlier parts' clicks and the reverse.
+fn deal_lines(path: &std::path::Path, shares: &[f64], seed: u64) -> Vec<std::path::PathBuf> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut parts: Vec<Vec<u8>> = vec![Vec::new(); shares.len()];
+    for line in bytes.split_inclusive(|byte| *byte == b'\n') {
+        let draw: f64 = rng.gen();
+        let mut bound = 0.0;
+        let index = shares
+            .iter()
+            .position(|share| {
+                bound += share;
+                draw < bound
+            })
+            .unwrap_or(shares.len() - 1);
+        parts[index].extend_from_slice(line);
+    }
+    parts
+        .iter()
+        .enumerate()
+        .map(|(index, part)| {
+            let part_path = path.with_extension(format!("part{index}.jsonl"));
+            std::fs::write(&part_path, part).unwrap();
+            part_path
+        })
+        .collect()
+}
+
+/// Issue 13, "the night's delta": a night loaded onto a history is added to the hourly model as
+/// a delta — the batches record their lines and queue their keys as covered, the refresh
+/// recomputes no key of the model and reads about the night, not the history — and the reports
+/// equal a full refresh's. Each planted mistake in one part of the delta query makes them
+/// differ, so the data exercises every part. An unload afterwards queues its keys for
+/// recomputation, and the reports again equal a full refresh's.
+#[tokio::test]
+async fn a_night_is_added_as_a_delta_and_an_unload_after_it_recomputes() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = dir.path().join("all.jsonl");
+    // Sparse users (3,000 over 3 customers), so that many clicks have no other page load in
+    // their window and a page load arriving later relates them for the first time.
+    generate(
+        &all,
+        &[
+            "--mix",
+            "realistic",
+            "--lines",
+            "24000",
+            "--seed",
+            "7",
+            "--customers",
+            "3",
+            "--users",
+            "3000",
+            "--events-per-hour",
+            "2400",
+        ],
+    );
+    let parts = deal_lines(&all, &[0.7, 0.3], 11);
+    let (history, night) = (parts[0].to_str().unwrap(), parts[1].to_str().unwrap());
+
+    let built_in = common::copy_of_views();
+    let mut variants = vec![("the delta as shipped", built_in)];
+    for broken in &BROKEN_DELTAS {
+        let views = common::copy_of_views();
+        let path = views
+            .path()
+            .join("intermediate/int_customer_hourly.delta.sql");
+        let sql = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            sql.contains(broken.from),
+            "{}: the text to break is gone",
+            broken.what
+        );
+        std::fs::write(&path, sql.replacen(broken.from, broken.to, 1)).unwrap();
+        variants.push((broken.what, views));
+    }
+
+    for (what, views) in &variants {
+        let views_dir = views.path().to_str().unwrap();
+        let db = TestDatabase::new().await;
+        db.run_expecting(0, &["run", "--quiet", "--views-dir", views_dir, history]);
+        let history_events = count(&db.client().await, "select count(*) from elt.events").await;
+        db.run_expecting(
+            0,
+            &[
+                "load",
+                "--quiet",
+                "--batch-lines",
+                "2000",
+                "--views-dir",
+                views_dir,
+                night,
+            ],
+        );
+        let client = db.client().await;
+        assert!(count(&client, "select count(*) from elt.unrefreshed_lines").await >= 2);
+        assert_eq!(
+            count(
+                &client,
+                "select count(*) from elt.stale_keys where not delta_covered"
+            )
+            .await,
+            0,
+            "{what}: the night's keys are covered by its delta"
+        );
+        drop(client);
+        let summary = stdout_json(&db.run_expecting(
+            0,
+            &["refresh", "--json", "--quiet", "--views-dir", views_dir],
+        ));
+        assert!(
+            summary["step_seconds"]["refresh.intermediate.int_customer_hourly delta"].is_number(),
+            "{what}: {summary}"
+        );
+        assert!(
+            summary["refresh"]["stale_keys_read_by_scan"].is_null(),
+            "{summary}"
+        );
+        let night_events =
+            count(&db.client().await, "select count(*) from elt.events").await - history_events;
+        let events_read = summary["refresh"]["events_read"].as_i64().unwrap();
+        // Its events, a probe or two for each, and no more: this night is spread over every
+        // hour of the history (a third of its lines), where recomputing the keys would read
+        // all of the history's events as well.
+        assert!(
+            events_read <= 5 * night_events,
+            "{what}: the refresh of a night of {night_events} events read {events_read} rows \
+             (history: {history_events})"
+        );
+        let client = db.client().await;
+        assert_eq!(
+            count(&client, "select count(*) from elt.unrefreshed_lines").await,
+            0
+        );
+        let incremental = report_rows(&client).await;
+        drop(client);
+        let full = db.copy().await;
+        full.run_expecting(
+            0,
+            &[
+                "refresh",
+                "--quiet",
+                "--full-refresh",
+                "--views-dir",
+                views_dir,
+            ],
+        );
+        let expected = report_rows(&full.client().await).await;
+        if views.path() == variants[0].1.path() {
+            assert_rows_eq(&incremental, &expected);
+        } else {
+            assert_ne!(
+                incremental, expected,
+                "a delta without {what} went unnoticed"
+            );
+            continue;
+        }
+
+        // Unload the night: its keys are recomputed, from the events that stay.
+        let night_load = count(&db.client().await, "select max(load_id) from elt.loads").await;
+        db.run_expecting(
+            0,
+            &[
+                "unload",
+                "--quiet",
+                "--load-id",
+                &night_load.to_string(),
+                "--views-dir",
+                views_dir,
+            ],
+        );
+        assert_matches_a_full_refresh(&db).await;
+        let client = db.client().await;
+        assert_rows_eq(
+            &report_rows(&client).await,
+            &reports_after(&[&["run", "--views-dir", views_dir, history]]).await,
+        );
+    }
 }

@@ -19,6 +19,8 @@ pub(super) const CREATE_CHANGED_EVENTS: &str = include_str!("sql/changed_events.
 const MERGE_EVENTS: &str = include_str!("sql/merge_events.sql");
 /// Queues the changed events' own report keys.
 const QUEUE_OWN_KEYS: &str = include_str!("sql/queue_stale_keys.sql");
+/// Records the batch's line range for the models' delta queries (`elt.unrefreshed_lines`).
+const RECORD_UNREFRESHED_LINES: &str = include_str!("sql/record_unrefreshed_lines.sql");
 /// Raises each customer's bound of the newest `fired_at` loaded (`elt.customer_newest_fired_at`)
 /// to cover the batch's events; the stale-keys queries read the bound as it was before the batch.
 const RAISE_NEWEST_FIRED_AT: &str = include_str!("sql/raise_newest_fired_at.sql");
@@ -66,7 +68,16 @@ pub(super) async fn merge_batch(
         .await?
         .get(0);
     if reports_built {
-        queue_stale_keys(transaction, views).await?;
+        // The models with a delta query take this batch's change from its lines at the next
+        // refresh; the others recompute the keys queued here.
+        let delta_covered = deltas_apply(transaction, views).await?;
+        if delta_covered && new_events > 0 {
+            transaction
+                .execute(RECORD_UNREFRESHED_LINES, &[&source.load_id])
+                .await
+                .context("cannot record the batch's lines for the next refresh")?;
+        }
+        queue_stale_keys(transaction, views, delta_covered).await?;
     }
     // Also before reports exist: a bound must cover every event loaded, or a later batch's
     // stale-keys query would skip page loads it must look up.
@@ -78,27 +89,58 @@ pub(super) async fn merge_batch(
     Ok(new_events)
 }
 
+/// Whether the next refresh with these views applies their deltas: some model declares one, and
+/// each such model is built from the same files (a refresh rebuilds one that is not, from all
+/// events, and the keys queued for it do not matter).
+async fn deltas_apply(transaction: &Transaction<'_>, views: &ViewSet) -> Result<bool> {
+    if !views.has_deltas() {
+        return Ok(false);
+    }
+    let (relations, checksums): (Vec<&str>, Vec<&str>) = views
+        .models
+        .iter()
+        .filter(|model| model.delta.is_some())
+        .map(|model| (model.relation.as_str(), model.checksum.as_str()))
+        .unzip();
+    let built: i64 = transaction
+        .query_one(
+            "select count(*)
+             from unnest($1::text[], $2::text[]) as delta_models (relation_name, checksum)
+             inner join elt.managed_relations using (relation_name, checksum)",
+            &[&relations, &checksums],
+        )
+        .await?
+        .get(0);
+    Ok(built == relations.len() as i64)
+}
+
 /// Queues the report keys that the events in `changed_events` make stale — their own, and
 /// those each model's stale-keys query finds — in the caller's transaction; returns how many
-/// keys were new in the queue.
+/// keys were new in the queue (or newly queued for recomputation).
+///
+/// `delta_covered`: the next refresh applies these events to the models with a delta query
+/// (their stale-keys queries are left out, and the keys are queued for the other models only);
+/// otherwise every model recomputes the keys, as after an unload.
 pub(super) async fn queue_stale_keys(
     transaction: &Transaction<'_>,
     views: &ViewSet,
+    delta_covered: bool,
 ) -> Result<u64> {
     transaction.batch_execute("analyze changed_events").await?;
     let mut queued = transaction
-        .execute(QUEUE_OWN_KEYS, &[])
+        .execute(QUEUE_OWN_KEYS, &[&delta_covered])
         .await
         .context("cannot queue the stale report keys")?;
-    for stale_keys in views.stale_key_queries() {
+    for stale_keys in views.stale_key_queries(!delta_covered) {
         let statement = format!(
-            "insert into elt.stale_keys (customer_id, hour)\n\
-             select customer_id, hour from (\n{}\n) as stale_keys\n\
-             on conflict (customer_id, hour) do nothing",
+            "insert into elt.stale_keys (customer_id, hour, delta_covered)\n\
+             select customer_id, hour, $1::boolean from (\n{}\n) as found_keys\n\
+             on conflict (customer_id, hour) do update set delta_covered = false\n\
+             where stale_keys.delta_covered and not excluded.delta_covered",
             stale_keys.sql
         );
         queued += transaction
-            .execute(&statement, &[])
+            .execute(&statement, &[&delta_covered])
             .await
             .map_err(|error| {
                 anyhow!(

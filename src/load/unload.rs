@@ -30,7 +30,7 @@ pub async fn unload(client: &mut Client, load_id: i64, views: &ViewSet) -> Resul
         .execute(UNLOAD_EVENTS, &[&load_id])
         .await
         .context("cannot remove the load's events")?;
-    let queued_keys = merge::queue_stale_keys(&transaction, views).await?;
+    let queued_keys = merge::queue_stale_keys(&transaction, views, false).await?;
     let removed_rejects = transaction
         .execute("delete from elt.rejects where load_id = $1", &[&load_id])
         .await?;

@@ -18,7 +18,7 @@ pub use plan::{
     RefreshPlan, StaleKeysRead, Why,
 };
 pub use refresh::{dry_run, refresh};
-pub use views::{DataTest, Materialization, Model, StaleKeys, ViewSet};
+pub use views::{CompanionQuery, DataTest, Materialization, Model, ViewSet};
 
 #[cfg(test)]
 mod tests;

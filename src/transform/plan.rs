@@ -66,6 +66,8 @@ pub enum Why {
     Removed,
     /// Unchanged: kept up to date as its materialization says.
     Refresh,
+    /// Unchanged, with a delta query: the events loaded since the last refresh are added.
+    Delta,
 }
 
 impl std::fmt::Display for Why {
@@ -78,6 +80,7 @@ impl std::fmt::Display for Why {
             Why::DependsOn(relation) => write!(f, "depends on {relation}"),
             Why::Removed => write!(f, "file removed"),
             Why::Refresh => write!(f, "refresh"),
+            Why::Delta => write!(f, "the new events' delta"),
         }
     }
 }
@@ -91,6 +94,9 @@ pub enum Action {
     Drop,
     /// Builds (`rebuild`) or refreshes the model `views.models[model]`.
     Build { model: usize, rebuild: bool },
+    /// Computes the delta of `views.models[model]` (the statements make `elt_model_delta`), then
+    /// adds it to the model's rows and queues its keys for the models downstream.
+    ApplyDelta { model: usize },
 }
 
 /// One step of a refresh: the statements run for one file.
@@ -132,14 +138,29 @@ impl RefreshPlan {
             .collect()
     }
 
-    /// The plan as SQL text: every statement after a `-- <file> (<why>)` comment.
+    /// The plan as SQL text: every statement after a `-- <file> (<why>)` comment, and what
+    /// campaign-elt does itself between them as `-- campaign-elt:` comments.
     pub fn render(&self) -> String {
         let mut out = String::new();
         for step in &self.steps {
+            let delta = matches!(step.action, Action::ApplyDelta { .. });
+            if delta {
+                out.push_str(
+                    "-- campaign-elt: read the events of the claimed unrefreshed lines into \
+                     changed_events (load_id = L and line_number between F and T, for each)\n\n",
+                );
+            }
             for statement in &step.statements {
                 out.push_str(&format!(
                     "-- {} ({})\n{};\n\n",
                     step.path, step.why, statement
+                ));
+            }
+            if delta {
+                out.push_str(&format!(
+                    "-- campaign-elt: add elt_model_delta to {} (insert its keys; add each other \
+                     column to the row's), and queue its keys for the relations downstream\n\n",
+                    step.relation
                 ));
             }
         }
@@ -156,7 +177,7 @@ pub fn plan_refresh(
     managed: &[ManagedRelation],
     full_refresh: bool,
 ) -> RefreshPlan {
-    plan_refresh_reading(views, managed, full_refresh, StaleKeysRead::ByIndex)
+    plan_refresh_reading(views, managed, full_refresh, &BTreeMap::new())
 }
 
 /// How the incremental models read the events of the stale keys they recompute.
@@ -166,28 +187,36 @@ pub enum StaleKeysRead {
     ByIndex,
     /// Every event in one scan, as a whole build does (`refresh_mode.is_full_refresh` true),
     /// keeping only the stale keys' rows: cheaper once the stale keys are a large share of the
-    /// rows (see `REBUILD_AT_STALE_SHARE` in refresh.rs). Nothing is dropped, so readers of the
+    /// rows (see `SCAN_AT_STALE_SHARE` in refresh.rs). Nothing is dropped, so readers of the
     /// relations are not blocked.
     ByScan,
 }
 
-impl StaleKeysRead {
-    /// The statements that define `stale_ranges` and `refresh_mode` for refreshing (not
-    /// rebuilding) the incremental models.
-    fn scope(self) -> &'static [&'static str; 2] {
-        match self {
-            StaleKeysRead::ByIndex => &INCREMENTAL_REFRESH_SCOPE,
-            StaleKeysRead::ByScan => &STALE_KEYS_BY_SCAN_SCOPE,
-        }
-    }
+/// The statements that define `stale_ranges` and `refresh_mode` for refreshing (not
+/// rebuilding) one incremental model. A model with a delta recomputes only the keys its delta
+/// does not cover (those an unload queued, say); the others recompute every queued key.
+fn refresh_scope(model: &Model, read: StaleKeysRead) -> [String; 2] {
+    let ranges = if model.delta.is_some() {
+        "elt_queued_ranges where not delta_covered"
+    } else {
+        "elt_queued_ranges"
+    };
+    let full = read == StaleKeysRead::ByScan;
+    [
+        format!("create or replace temporary view stale_ranges as select * from {ranges}"),
+        format!(
+            "create or replace temporary view refresh_mode as select {full} as is_full_refresh"
+        ),
+    ]
 }
 
-/// [`plan_refresh`], with the incremental models reading their stale keys as `read` says.
+/// [`plan_refresh`], with each incremental model reading its stale keys as `reads` says (by
+/// index where it says nothing).
 pub fn plan_refresh_reading(
     views: &ViewSet,
     managed: &[ManagedRelation],
     full_refresh: bool,
-    read: StaleKeysRead,
+    reads: &BTreeMap<String, StaleKeysRead>,
 ) -> RefreshPlan {
     let recorded: BTreeMap<&str, &ManagedRelation> = managed
         .iter()
@@ -223,7 +252,7 @@ pub fn plan_refresh_reading(
     if rebuilds_incremental {
         prepare.extend(PREPARE_ALL_RANGES.iter().map(|s| s.to_string()));
     }
-    prepare.extend(read.scope().iter().map(|s| s.to_string()));
+    prepare.extend(INCREMENTAL_REFRESH_SCOPE.iter().map(|s| s.to_string()));
     let mut steps = vec![PlanStep {
         path: "campaign-elt".into(),
         relation: String::new(),
@@ -258,6 +287,19 @@ pub fn plan_refresh_reading(
     }
     for (index, model) in views.models.iter().enumerate() {
         let why = rebuild.get(model.relation.as_str());
+        if let (Some(delta), None) = (&model.delta, why) {
+            steps.push(PlanStep {
+                path: delta.path.clone(),
+                relation: model.relation.clone(),
+                why: Why::Delta,
+                action: Action::ApplyDelta { model: index },
+                statements: delta_statements(&delta.sql),
+            });
+        }
+        let read = reads
+            .get(&model.relation)
+            .copied()
+            .unwrap_or(StaleKeysRead::ByIndex);
         let statements = model_statements(model, why.is_some(), read);
         if statements.is_empty() {
             continue; // an unchanged view: nothing to do
@@ -319,9 +361,9 @@ pub(super) fn model_statements(model: &Model, rebuild: bool, read: StaleKeysRead
             statements.extend(FULL_REFRESH_SCOPE.iter().map(|s| s.to_string()));
             statements.push(format!("create table {relation} as\n{sql}"));
             unique_index(&mut statements);
-            statements.extend(read.scope().iter().map(|s| s.to_string()));
         }
         (Materialization::Incremental, false) => {
+            statements.extend(refresh_scope(model, read));
             statements.push(format!(
                 "delete from {relation} as target using stale_ranges \
                  where target.customer_id = stale_ranges.customer_id \
@@ -354,31 +396,32 @@ pub(super) const FULL_REFRESH_SCOPE: [&str; 2] = [
     "create or replace temporary view refresh_mode as select true as is_full_refresh",
 ];
 
-/// What an incremental model reads while it is refreshed: the claimed stale ranges.
+/// What the models read by default once the stale keys are claimed: the claimed stale ranges,
+/// each through the index. Every incremental model's refresh sets its own scope
+/// ([`refresh_scope`]).
 pub(super) const INCREMENTAL_REFRESH_SCOPE: [&str; 2] = [
     "create or replace temporary view stale_ranges as select * from elt_queued_ranges",
     "create or replace temporary view refresh_mode as select false as is_full_refresh",
 ];
 
-/// What an incremental model reads while it recomputes many stale keys: the claimed stale
-/// ranges, with the events read as for a whole build.
-pub(super) const STALE_KEYS_BY_SCAN_SCOPE: [&str; 2] = [
-    "create or replace temporary view stale_ranges as select * from elt_queued_ranges",
-    "create or replace temporary view refresh_mode as select true as is_full_refresh",
-];
-
-/// Prepares the stale key ranges of this refresh: claims the durable queue (restored if the
-/// refresh rolls back) and defines `stale_ranges (customer_id, starts_at, ends_at)` and
-/// `refresh_mode (is_full_refresh)` (a constant, so that PostgreSQL plans only the branch of a
-/// model that applies).
-pub(super) const PREPARE_STALE_RANGES: [&str; 2] = [
+/// Prepares the stale key ranges of this refresh: claims the durable queue and the unrefreshed
+/// lines (both restored if the refresh rolls back) and defines `stale_ranges (customer_id,
+/// starts_at, ends_at, delta_covered)` and `refresh_mode (is_full_refresh)` (a constant, so that
+/// PostgreSQL plans only the branch of a model that applies).
+pub(super) const PREPARE_STALE_RANGES: [&str; 4] = [
     "create temporary table elt_queued_ranges on commit drop as
 with claimed as (
-    delete from elt.stale_keys returning customer_id, hour
+    delete from elt.stale_keys returning customer_id, hour, delta_covered
 )
-select distinct customer_id, hour as starts_at, hour + interval '1 hour' as ends_at
+select customer_id, hour as starts_at, hour + interval '1 hour' as ends_at, delta_covered
 from claimed",
     "analyze elt_queued_ranges",
+    "create temporary table elt_unrefreshed_lines on commit drop as
+with claimed as (
+    delete from elt.unrefreshed_lines returning load_id, first_line, last_line
+)
+select * from claimed",
+    "analyze elt_unrefreshed_lines",
 ];
 
 /// Every customer's whole time range, for the incremental models a refresh rebuilds. It reads
@@ -386,7 +429,18 @@ from claimed",
 /// refresh that rebuilds nothing never scans the events table for it.
 pub(super) const PREPARE_ALL_RANGES: [&str; 2] = [
     "create temporary table elt_all_ranges on commit drop as
-select customer_id, '-infinity'::timestamptz as starts_at, 'infinity'::timestamptz as ends_at
+select customer_id, '-infinity'::timestamptz as starts_at, 'infinity'::timestamptz as ends_at,
+    false as delta_covered
 from (select distinct customer_id from elt.events) as customers",
     "analyze elt_all_ranges",
 ];
+
+/// The statements that compute a model's delta as `elt_model_delta` from `changed_events`
+/// (which the refresh fills with the events of the claimed unrefreshed lines first).
+fn delta_statements(sql: &str) -> Vec<String> {
+    vec![
+        "drop table if exists elt_model_delta".to_owned(),
+        format!("create temporary table elt_model_delta on commit drop as\n{sql}"),
+        "analyze elt_model_delta".to_owned(),
+    ]
+}

@@ -1,16 +1,17 @@
 //! Executes a refresh plan in one transaction: claims the stale keys, rebuilds or recomputes each
 //! relation, records what it built and the refresh itself.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Transaction};
 
 use super::plan::*;
 use super::views::*;
-use crate::db::{database_message, quote_relation};
+use crate::db::{database_message, quote_ident, quote_relation};
 use crate::report::summary::{add_step_seconds, RefreshSummary, StepSeconds};
 use crate::report_settings::{self, RequestedSettings};
 
@@ -29,18 +30,19 @@ pub async fn refresh(
         .await?
         .is_some_and(|row| row.get(0));
     let managed = managed_relations(&transaction).await?;
-    let most_keys_stale = if options.full_refresh || pending {
-        None
+    let read_by_scan = if options.full_refresh || pending {
+        BTreeMap::new()
     } else {
         most_keys_stale(&transaction, views, &managed).await?
     };
-    let read = if let Some(reason) = &most_keys_stale {
+    for reason in read_by_scan.values() {
         tracing::info!("reading the stale keys' events in one scan: {reason}");
-        StaleKeysRead::ByScan
-    } else {
-        StaleKeysRead::ByIndex
-    };
-    let plan = plan_refresh_reading(views, &managed, options.full_refresh || pending, read);
+    }
+    let reads = read_by_scan
+        .keys()
+        .map(|relation| (relation.clone(), StaleKeysRead::ByScan))
+        .collect();
+    let plan = plan_refresh_reading(views, &managed, options.full_refresh || pending, &reads);
     let mut step_seconds = StepSeconds::new();
     for step in &plan.steps {
         let started = Instant::now();
@@ -49,10 +51,21 @@ pub async fn refresh(
             Action::Prepare => "claim_stale_keys".to_owned(),
             Action::Drop => format!("drop {}", step.relation),
             Action::Build { .. } => step.relation.clone(),
+            Action::ApplyDelta { .. } => format!("{} delta", step.relation),
         };
         add_step_seconds(&mut step_seconds, &part, started.elapsed().as_secs_f64());
     }
     let recording = Instant::now();
+    // The next refresh's delta queries look up earlier clicks only for new page loads at or
+    // before the bound this refresh has seen.
+    transaction
+        .execute(
+            "update elt.customer_newest_fired_at set refreshed_fired_at = newest_fired_at
+             where refreshed_fired_at is distinct from newest_fired_at",
+            &[],
+        )
+        .await
+        .context("cannot record the customers' bounds this refresh has seen")?;
     if plan.full_refresh {
         transaction
             .execute("update elt.settings set full_refresh_pending = false", &[])
@@ -98,7 +111,8 @@ pub async fn refresh(
         events_read: row.get(2),
         rebuilt_relations: rebuilt,
         dropped_relations: plan.dropped(),
-        stale_keys_read_by_scan: most_keys_stale,
+        stale_keys_read_by_scan: (!read_by_scan.is_empty())
+            .then(|| read_by_scan.into_values().collect::<Vec<_>>().join("; ")),
         step_seconds,
     })
 }
@@ -126,27 +140,41 @@ fn scan_at_stale_share() -> Result<f64> {
     }
 }
 
-/// When the queued stale keys are at least [`SCAN_AT_STALE_SHARE`] of the rows of an
-/// incremental relation (by PostgreSQL's estimate, or a count of a relation never analyzed),
-/// says so; the refresh then reads the events in one scan.
+/// The incremental relations whose stale keys to recompute are at least
+/// [`SCAN_AT_STALE_SHARE`] of their rows (by PostgreSQL's estimate, or a count of a relation
+/// never analyzed), each with the reason; their refresh reads the events in one scan. A model
+/// with a delta recomputes only the keys its delta does not cover; one that does not read
+/// `refresh_mode` (the reports, which read the hourly model by key) has no scan to choose.
 async fn most_keys_stale(
     transaction: &Transaction<'_>,
     views: &ViewSet,
     managed: &[ManagedRelation],
-) -> Result<Option<String>> {
+) -> Result<BTreeMap<String, String>> {
     let share = scan_at_stale_share()?;
-    let stale_keys: i64 = transaction
-        .query_one("select count(*) from elt.stale_keys", &[])
-        .await?
-        .get(0);
-    if stale_keys == 0 {
-        return Ok(None);
-    }
+    let counts = transaction
+        .query_one(
+            "select count(*), count(*) filter (where not delta_covered) from elt.stale_keys",
+            &[],
+        )
+        .await?;
+    let (queued, not_delta_covered): (i64, i64) = (counts.get(0), counts.get(1));
+    let mut by_scan = BTreeMap::new();
     for model in &views.models {
         let built = managed
             .iter()
             .any(|relation| relation.relation == model.relation);
-        if model.materialized != Materialization::Incremental || !built {
+        let stale_keys = if model.delta.is_some() {
+            not_delta_covered
+        } else {
+            queued
+        };
+        // Only a model that reads `refresh_mode` reads the events differently by scan.
+        let reads_refresh_mode = strip_comments_and_strings(&model.sql).contains("refresh_mode");
+        if model.materialized != Materialization::Incremental
+            || !built
+            || stale_keys == 0
+            || !reads_refresh_mode
+        {
             continue;
         }
         let estimate: f32 = transaction
@@ -163,14 +191,17 @@ async fn most_keys_stale(
             transaction.query_one(&count, &[]).await?.get::<_, i64>(0) as f64
         };
         if stale_keys as f64 >= share * rows {
-            return Ok(Some(format!(
-                "{stale_keys} stale keys are {:.0} % of the {rows:.0} rows of {}",
-                100.0 * stale_keys as f64 / rows.max(1.0),
-                model.relation
-            )));
+            by_scan.insert(
+                model.relation.clone(),
+                format!(
+                    "{stale_keys} stale keys are {:.0} % of the {rows:.0} rows of {}",
+                    100.0 * stale_keys as f64 / rows.max(1.0),
+                    model.relation
+                ),
+            );
         }
     }
-    Ok(None)
+    Ok(by_scan)
 }
 
 /// The rows of `elt.events` this session's transaction has read so far, by PostgreSQL's own
@@ -242,6 +273,21 @@ pub(super) async fn execute_step(
                 )
                 .await?;
         }
+        Action::ApplyDelta { model } => {
+            let model = &views.models[model];
+            let delta = model
+                .delta
+                .as_ref()
+                .map_or(model.path.as_str(), |d| &d.path);
+            read_unrefreshed_events(transaction).await?;
+            for statement in &step.statements {
+                transaction
+                    .batch_execute(statement)
+                    .await
+                    .map_err(|error| anyhow!("{delta}: {}", database_message(&error)))?;
+            }
+            apply_delta(transaction, model, delta).await?;
+        }
         Action::Build { model, rebuild } => {
             let model = &views.models[model];
             for statement in &step.statements {
@@ -263,6 +309,133 @@ pub(super) async fn execute_step(
     }
     Ok(())
 }
+
+/// The scratch table of the events a batch added (or an unload removed), which the delta
+/// queries read as `changed_events`.
+const CREATE_CHANGED_EVENTS: &str = include_str!("../load/sql/changed_events.sql");
+
+/// Fills `changed_events` with the events of the claimed unrefreshed lines. The ranges are
+/// written into the statement as constants: PostgreSQL then estimates each load's share of
+/// the events from its statistics (a night's load, absent from statistics taken before it,
+/// is few rows) and reads the load's pages through the `load_id` BRIN index, where a join with
+/// the claimed ranges would be planned for any load, often as a scan of the whole table.
+async fn read_unrefreshed_events(transaction: &Transaction<'_>) -> Result<()> {
+    transaction.batch_execute(CREATE_CHANGED_EVENTS).await?;
+    let ranges = transaction
+        .query(
+            "select load_id, first_line, last_line from elt_unrefreshed_lines
+             order by load_id, first_line",
+            &[],
+        )
+        .await?;
+    let mut by_load: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for range in &ranges {
+        let (load_id, first, last): (i64, i64, i64) = (range.get(0), range.get(1), range.get(2));
+        by_load
+            .entry(load_id)
+            .or_default()
+            .push(format!("events.line_number between {first} and {last}"));
+    }
+    if by_load.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = by_load
+        .iter()
+        .map(|(load_id, ranges)| {
+            format!("(events.load_id = {load_id} and ({}))", ranges.join(" or "))
+        })
+        .collect();
+    let statement = format!(
+        "insert into changed_events (event_id_uuid, event_id_text, event_type, customer_id, user_id, fired_at)
+         select events.event_id_uuid, events.event_id_text, events.event_type, events.customer_id,
+             events.user_id, events.fired_at
+         from elt.events
+         where {};
+         analyze changed_events",
+        lines.join("\n    or ")
+    );
+    transaction
+        .batch_execute(&statement)
+        .await
+        .context("cannot read the events of the unrefreshed lines")?;
+    Ok(())
+}
+
+/// Adds `elt_model_delta` (the model's delta, just computed) to the model's rows — each column
+/// outside the unique key is an amount to add, a key without a row is inserted — and queues the
+/// delta's keys for the models downstream.
+async fn apply_delta(transaction: &Transaction<'_>, model: &Model, delta_path: &str) -> Result<()> {
+    let columns: Vec<String> = transaction
+        .query(
+            "select attname::text from pg_catalog.pg_attribute
+             where attrelid = 'pg_temp.elt_model_delta'::regclass and attnum > 0 and not attisdropped
+             order by attnum",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    if let Some(missing) = model
+        .unique_key
+        .iter()
+        .find(|column| !columns.contains(column))
+    {
+        bail!(
+            "{delta_path}: the delta has no column {missing}; it must select the unique key ({}) \
+             and an amount for each other column of {}",
+            model.unique_key.join(", "),
+            model.relation
+        );
+    }
+    let quoted: Vec<String> = columns.iter().map(|column| quote_ident(column)).collect();
+    let key: Vec<String> = model.unique_key.iter().map(|c| quote_ident(c)).collect();
+    let additions: Vec<String> = columns
+        .iter()
+        .filter(|column| !model.unique_key.contains(column))
+        .map(|column| {
+            let column = quote_ident(column);
+            format!("{column} = target.{column} + excluded.{column}")
+        })
+        .collect();
+    let on_conflict = if additions.is_empty() {
+        "do nothing".to_owned()
+    } else {
+        format!("do update set {}", additions.join(", "))
+    };
+    let upsert = format!(
+        "insert into {} as target ({columns})\nselect {columns} from elt_model_delta\n\
+         on conflict ({key}) {on_conflict}",
+        quote_relation(&model.relation),
+        columns = quoted.join(", "),
+        key = key.join(", "),
+    );
+    transaction.batch_execute(&upsert).await.map_err(|error| {
+        anyhow!(
+            "{delta_path}: cannot add the delta to {}: {}",
+            model.relation,
+            database_message(&error)
+        )
+    })?;
+    transaction
+        .batch_execute(QUEUE_DELTA_KEYS)
+        .await
+        .context("cannot queue the delta's keys")?;
+    Ok(())
+}
+
+/// The delta's keys join the refresh's stale ranges, so that the models downstream recompute
+/// them (the keys of the new events themselves were queued by their batches).
+const QUEUE_DELTA_KEYS: &str =
+    "insert into elt_queued_ranges (customer_id, starts_at, ends_at, delta_covered)
+select keys.customer_id, keys.hour, keys.hour + interval '1 hour', true
+from (select distinct customer_id, hour from elt_model_delta) as keys
+where not exists (
+    select 1
+    from elt_queued_ranges as queued
+    where queued.customer_id = keys.customer_id and queued.starts_at = keys.hour
+);
+analyze elt_queued_ranges";
 
 /// Prints on `out` the statements a refresh would execute now, in order, each after a
 /// `-- <file> (<why>)` comment. Changes nothing: the plan is computed, not executed (the settings

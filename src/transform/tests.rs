@@ -1,5 +1,7 @@
 //! Tests of reading view files, their order and the refresh plan.
 
+use std::collections::BTreeMap;
+
 use super::plan::*;
 use super::refresh::*;
 use super::views::*;
@@ -204,8 +206,6 @@ fn plans_a_first_build_in_dependency_order() {
             "intermediate/hourly.sql (new): create or replace temporary view",
             "intermediate/hourly.sql (new): create table \"intermediate\".\"hourly\" as",
             "intermediate/hourly.sql (new): create unique index \"intermediate_hourly_unique_key\" on",
-            "intermediate/hourly.sql (new): create or replace temporary view",
-            "intermediate/hourly.sql (new): create or replace temporary view",
             "reports/daily.sql (new): create schema if not exists",
             "reports/daily.sql (new): create table \"reports\".\"daily\" as",
             "reports/totals.sql (new): create schema if not exists",
@@ -225,6 +225,8 @@ fn plans_an_unchanged_set_as_refreshes_only() {
         outline(&plan),
         [
             "reports/plain.sql (refresh): refresh materialized view \"reports\".\"plain\"",
+            "intermediate/hourly.sql (refresh): create or replace temporary view",
+            "intermediate/hourly.sql (refresh): create or replace temporary view",
             "intermediate/hourly.sql (refresh): delete from \"intermediate\".\"hourly\" as target",
             "intermediate/hourly.sql (refresh): insert into \"intermediate\".\"hourly\"",
             "reports/daily.sql (refresh): truncate \"reports\".\"daily\"",
@@ -267,8 +269,6 @@ fn plans_a_change_as_drops_downstream_first_then_builds() {
             "intermediate/hourly.sql (changed): create or replace temporary view",
             "intermediate/hourly.sql (changed): create table \"intermediate\".\"hourly\" as",
             "intermediate/hourly.sql (changed): create unique index \"intermediate_hourly_unique_key\" on",
-            "intermediate/hourly.sql (changed): create or replace temporary view",
-            "intermediate/hourly.sql (changed): create or replace temporary view",
             "reports/daily.sql (depends on intermediate.hourly): create schema if not exists",
             "reports/daily.sql (depends on intermediate.hourly): create table \"reports\".\"daily\" as",
             "reports/totals.sql (depends on intermediate.hourly): create schema if not exists",
@@ -345,7 +345,7 @@ fn a_declared_stale_keys_file_belongs_to_its_model_and_to_its_checksum() {
     let stale_keys = views.models[0].stale_keys.as_ref().unwrap();
     assert_eq!(stale_keys.path, "intermediate/hourly.stale_keys.sql");
     assert_eq!(stale_keys.sql, "select 1 as a");
-    assert_eq!(views.stale_key_queries().count(), 1);
+    assert_eq!(views.stale_key_queries(true).count(), 1);
     let edited =
         ViewSet::from_files("test".into(), model_with_stale_keys("select 2 as a")).unwrap();
     assert_ne!(
@@ -403,8 +403,11 @@ fn an_older_views_dir_copy_without_the_stale_keys_file_is_refused() {
     let intermediate = directory.path().join("intermediate");
     std::fs::create_dir_all(&intermediate).unwrap();
     let built_in = include_str!("../../views/intermediate/int_customer_hourly.sql");
+    // Copies made before the delta file existed declare none; that is allowed (the refresh
+    // recomputes the keys instead).
+    let built_in = &built_in.replace("-- delta: int_customer_hourly.delta.sql\n", "");
     let older = built_in.replace("-- stale keys: int_customer_hourly.stale_keys.sql\n", "");
-    assert_ne!(older, built_in);
+    assert_ne!(&older, built_in);
     std::fs::write(intermediate.join("int_customer_hourly.sql"), older).unwrap();
     let error = ViewSet::load(Some(directory.path()))
         .unwrap_err()
@@ -444,21 +447,38 @@ fn only_a_refresh_that_rebuilds_reads_every_customers_range() {
 }
 
 /// Issue 13: reading the stale keys by scan keeps the stale ranges (only their rows are
-/// deleted and re-inserted) but tells the models to read the events as a whole build does; it
-/// drops nothing and reads no range of all customers.
+/// deleted and re-inserted) but tells the model to read the events as a whole build does; it
+/// drops nothing, reads no range of all customers, and applies to the model it was decided for
+/// only.
 #[test]
 fn reading_stale_keys_by_scan_recomputes_only_them_with_the_whole_build_branch() {
     let views = ViewSet::load(None).unwrap();
+    let hourly = "intermediate.int_customer_hourly";
     let by_index = plan_refresh(&views, &recorded(&views), false);
-    let by_scan = plan_refresh_reading(&views, &recorded(&views), false, StaleKeysRead::ByScan);
-    let prepare = |plan: &RefreshPlan| plan.steps[0].statements.join(";\n");
-    assert!(prepare(&by_index).contains("select false as is_full_refresh"));
-    assert!(prepare(&by_scan).contains("select true as is_full_refresh"));
+    let reads = BTreeMap::from([(hourly.to_owned(), StaleKeysRead::ByScan)]);
+    let by_scan = plan_refresh_reading(&views, &recorded(&views), false, &reads);
+    let build_of = |plan: &RefreshPlan, relation: &str| -> String {
+        plan.steps
+            .iter()
+            .find(|step| step.relation == relation && matches!(step.action, Action::Build { .. }))
+            .map(|step| step.statements.join(";\n"))
+            .unwrap()
+    };
+    assert!(build_of(&by_index, hourly).contains("select false as is_full_refresh"));
+    assert!(build_of(&by_scan, hourly).contains("select true as is_full_refresh"));
+    assert!(build_of(&by_scan, "reports.clicks").contains("select false as is_full_refresh"));
     for plan in [&by_index, &by_scan] {
-        assert!(prepare(plan).contains(
-            "create or replace temporary view stale_ranges as select * from elt_queued_ranges"
+        // The hourly model has a delta: it recomputes only the keys the delta does not cover.
+        assert!(build_of(plan, hourly).contains(
+            "create or replace temporary view stale_ranges as select * from elt_queued_ranges where not delta_covered"
         ));
-        assert!(!prepare(plan).contains("elt_all_ranges"));
+        assert!(build_of(plan, "reports.clicks").contains(
+            "create or replace temporary view stale_ranges as select * from elt_queued_ranges;\n"
+        ));
+        assert!(!plan.steps[0]
+            .statements
+            .join(";\n")
+            .contains("elt_all_ranges"));
         assert!(plan.steps.iter().all(|step| step.action != Action::Drop));
         assert!(plan.rebuilt().is_empty());
     }
@@ -473,6 +493,48 @@ fn reading_stale_keys_by_scan_recomputes_only_them_with_the_whole_build_branch()
         outline(&by_scan),
         "the same steps, in order"
     );
+}
+
+/// Issue 13: a model with a delta is refreshed by adding it first (its own step, before the
+/// model recomputes what the delta does not cover); a rebuild has no delta step.
+#[test]
+fn a_model_with_a_delta_adds_it_before_recomputing_and_not_when_rebuilt() {
+    let views = ViewSet::load(None).unwrap();
+    let hourly = "intermediate.int_customer_hourly";
+    let nightly = plan_refresh(&views, &recorded(&views), false);
+    let hourly_steps: Vec<&PlanStep> = nightly
+        .steps
+        .iter()
+        .filter(|step| step.relation == hourly)
+        .collect();
+    assert_eq!(hourly_steps.len(), 2, "{hourly_steps:?}");
+    assert_eq!(hourly_steps[0].why, Why::Delta);
+    assert_eq!(
+        hourly_steps[0].path,
+        "intermediate/int_customer_hourly.delta.sql"
+    );
+    assert!(hourly_steps[0]
+        .statements
+        .iter()
+        .any(|statement| statement.starts_with("create temporary table elt_model_delta")));
+    assert!(nightly
+        .render()
+        .contains("-- campaign-elt: add elt_model_delta to intermediate.int_customer_hourly"));
+    assert!(matches!(
+        hourly_steps[1].action,
+        Action::Build { rebuild: false, .. }
+    ));
+    for rebuilt in [
+        plan_refresh(&views, &recorded(&views), true),
+        plan_refresh(&views, &[], false),
+    ] {
+        assert!(rebuilt.steps.iter().all(|step| step.why != Why::Delta));
+        // The unrefreshed lines are claimed (and so discarded) by every refresh.
+        assert!(rebuilt.steps[0]
+            .statements
+            .join(";\n")
+            .contains("delete from elt.unrefreshed_lines"));
+    }
 }
 
 #[test]

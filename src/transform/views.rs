@@ -77,21 +77,59 @@ pub struct Model {
     /// The query for the report keys that changed events make stale beyond their own
     /// (`-- stale keys: FILE`, beside the model): the model's attribution rule seen from a new
     /// page load. Part of the model's checksum.
-    pub stale_keys: Option<StaleKeys>,
+    pub stale_keys: Option<CompanionQuery>,
+    /// How much the model's rows grow with new events (`-- delta: FILE`, beside the model): rows
+    /// of the unique key and an amount to add to each other column, selected from
+    /// `changed_events` (the events loaded since the last refresh), `elt.events`, the model's own
+    /// relation and anything else it reads. A refresh that does not rebuild the model adds them
+    /// instead of recomputing the keys those events touch (see `transform::refresh`). Part of the
+    /// model's checksum.
+    pub delta: Option<CompanionQuery>,
 }
 
-/// A model's stale-keys query: `(customer_id, hour)` rows selected from `changed_events`,
-/// `elt.events` and `elt.settings`, queued with every batch once reports exist, and by `unload`
-/// (see `load::merge`).
+/// A query a model declares in a file beside it: its stale keys or its delta.
+///
+/// The stale-keys query selects `(customer_id, hour)` rows from `changed_events`, `elt.events`
+/// and `elt.settings`; it is queued with every batch once reports exist (for models without a
+/// delta), and by `unload` (see `load::merge`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StaleKeys {
+pub struct CompanionQuery {
     /// Path relative to the views directory.
     pub path: String,
     pub sql: String,
 }
 
-/// The header key that names a model's stale-keys file.
-const STALE_KEYS_HEADER: &str = "stale keys";
+/// A header line that names a model's companion query file, and how that file is named.
+#[derive(Debug, Clone, Copy)]
+struct CompanionKind {
+    /// The header key, as in `-- stale keys: FILE`.
+    header: &'static str,
+    /// The file name's ending, after the model's name.
+    suffix: &'static str,
+    /// What the file is, for messages.
+    what: &'static str,
+}
+
+impl CompanionKind {
+    /// The kind of companion file `path` is named as, if any.
+    fn of_path(path: &str) -> Option<CompanionKind> {
+        [STALE_KEYS, DELTA]
+            .into_iter()
+            .find(|kind| path.ends_with(kind.suffix))
+    }
+}
+
+const STALE_KEYS: CompanionKind = CompanionKind {
+    header: "stale keys",
+    suffix: ".stale_keys.sql",
+    what: "stale-keys",
+};
+
+const DELTA: CompanionKind = CompanionKind {
+    header: "delta",
+    suffix: ".delta.sql",
+    what: "delta",
+};
 
 /// A data test: a query whose rows are offences.
 #[derive(Debug, Clone)]
@@ -129,11 +167,18 @@ impl ViewSet {
         Ok(views)
     }
 
-    /// The stale-keys queries of the models that declare one.
-    pub fn stale_key_queries(&self) -> impl Iterator<Item = &StaleKeys> {
+    /// The stale-keys queries of the models that declare one; `with_delta: false` leaves out the
+    /// models that also declare a delta (whose changes a merge batch leaves to the delta).
+    pub fn stale_key_queries(&self, with_delta: bool) -> impl Iterator<Item = &CompanionQuery> {
         self.models
             .iter()
+            .filter(move |model| with_delta || model.delta.is_none())
             .filter_map(|model| model.stale_keys.as_ref())
+    }
+
+    /// Whether any model declares a delta query.
+    pub fn has_deltas(&self) -> bool {
+        self.models.iter().any(|model| model.delta.is_some())
     }
 
     /// An analyst's copy of a built-in model that has a stale-keys file must declare one too:
@@ -145,18 +190,19 @@ impl ViewSet {
                 .models
                 .iter()
                 .find(|candidate| candidate.relation == model.relation);
-            if let (None, Some(StaleKeys { path, .. })) = (
+            if let (None, Some(CompanionQuery { path, .. })) = (
                 &model.stale_keys,
                 built_in_model.and_then(|candidate| candidate.stale_keys.as_ref()),
             ) {
                 let file = path.rsplit('/').next().unwrap_or(path);
                 bail!(
                     "{}/{}: declares no stale-keys file, but the built-in {} has one: add the header \
-                     line `-- {STALE_KEYS_HEADER}: {file}` and copy {path} from the project's views/ \
+                     line `-- {}: {file}` and copy {path} from the project's views/ \
                      directory beside it (it holds the report keys a new page load makes stale)",
                     self.origin,
                     model.path,
                     model.relation,
+                    STALE_KEYS.header,
                 );
             }
         }
@@ -166,15 +212,17 @@ impl ViewSet {
     /// Builds a view set from `(relative path, contents)` pairs.
     pub fn from_files(origin: String, mut files: Vec<(String, String)>) -> Result<ViewSet> {
         files.sort();
-        let mut stale_keys_files = declared_stale_keys(&files)?;
-        let stale_keys_paths: BTreeSet<String> = stale_keys_files
+        let mut stale_keys_files = declared_companions(&files, STALE_KEYS)?;
+        let mut delta_files = declared_companions(&files, DELTA)?;
+        let companion_paths: BTreeSet<String> = stale_keys_files
             .values()
+            .chain(delta_files.values())
             .map(|declared| declared.path.clone())
             .collect();
         let mut models = Vec::new();
         let mut tests = Vec::new();
         for (path, sql) in files {
-            if stale_keys_paths.contains(&path) {
+            if companion_paths.contains(&path) {
                 continue;
             }
             let parts: Vec<&str> = path.trim_end_matches(".sql").split('/').collect();
@@ -183,17 +231,22 @@ impl ViewSet {
                     check_identifier(name, &path)?;
                     tests.push(DataTest { name: name.to_string(), path: path.clone(), sql });
                 }
-                [_, name] if name.ends_with(".stale_keys") => bail!(
-                    "{path}: no model declares this stale-keys file (its model needs the header line \
-                     `-- {STALE_KEYS_HEADER}: {}`)",
-                    path.rsplit('/').next().unwrap_or(&path)
-                ),
                 [schema, name] => {
+                    if let Some(kind) = CompanionKind::of_path(&path) {
+                        bail!(
+                            "{path}: no model declares this {} file (its model needs the header \
+                             line `-- {}: {}`)",
+                            kind.what,
+                            kind.header,
+                            path.rsplit('/').next().unwrap_or(&path)
+                        );
+                    }
                     check_identifier(schema, &path)?;
                     check_identifier(name, &path)?;
                     let stale_keys = stale_keys_files.remove(&path);
+                    let delta = delta_files.remove(&path);
                     let model = parse_model(&format!("{schema}.{name}"), &path, sql)?;
-                    models.push(model.with_stale_keys(stale_keys));
+                    models.push(model.with_companions(stale_keys, delta)?);
                 }
                 _ => bail!(
                     "{path}: a view file must be <schema>/<relation>.sql or {TESTS_DIRECTORY}/<test>.sql"
@@ -218,35 +271,46 @@ impl ViewSet {
     }
 }
 
-/// The stale-keys files the models declare (`-- stale keys: FILE`, a path relative to the
-/// model's directory), by the declaring model's path. A declared file that is missing fails
-/// with both names.
-fn declared_stale_keys(files: &[(String, String)]) -> Result<BTreeMap<String, StaleKeys>> {
+/// The companion files of one kind the models declare (`-- stale keys: FILE`, `-- delta: FILE`,
+/// a path relative to the model's directory), by the declaring model's path. A declared file
+/// that is missing fails with both names.
+fn declared_companions(
+    files: &[(String, String)],
+    kind: CompanionKind,
+) -> Result<BTreeMap<String, CompanionQuery>> {
     let mut declared = BTreeMap::new();
     for (path, sql) in files {
-        let Some(file) = header_value(sql, STALE_KEYS_HEADER) else {
+        let Some(file) = header_value(sql, kind.header) else {
             continue;
         };
         let directory = path.rsplit_once('/').map_or("", |(directory, _)| directory);
-        let stale_path = match directory {
+        let companion_path = match directory {
             "" => file.to_owned(),
             directory => format!("{directory}/{file}"),
         };
-        if !file.ends_with(".stale_keys.sql") {
-            bail!("{path}: its stale-keys file {file:?} must be named <model>.stale_keys.sql");
+        if !file.ends_with(kind.suffix) {
+            bail!(
+                "{path}: its {} file {file:?} must be named <model>{}",
+                kind.what,
+                kind.suffix
+            );
         }
-        let stale_sql = files
+        let companion_sql = files
             .iter()
-            .find(|(candidate, _)| *candidate == stale_path)
+            .find(|(candidate, _)| *candidate == companion_path)
             .map(|(_, sql)| sql.clone())
             .ok_or_else(|| {
-                anyhow!("{path}: its stale-keys file {stale_path} is missing (declared by `-- {STALE_KEYS_HEADER}: {file}`)")
+                anyhow!(
+                    "{path}: its {} file {companion_path} is missing (declared by `-- {}: {file}`)",
+                    kind.what,
+                    kind.header
+                )
             })?;
         declared.insert(
             path.clone(),
-            StaleKeys {
-                path: stale_path,
-                sql: stale_sql.trim_end().trim_end_matches(';').to_owned(),
+            CompanionQuery {
+                path: companion_path,
+                sql: companion_sql.trim_end().trim_end_matches(';').to_owned(),
             },
         );
     }
@@ -265,17 +329,32 @@ fn header_value<'a>(sql: &'a str, key: &str) -> Option<&'a str> {
 }
 
 impl Model {
-    /// Attaches the model's stale-keys query; its text becomes part of the model's checksum.
-    fn with_stale_keys(mut self, stale_keys: Option<StaleKeys>) -> Model {
-        if let Some(stale_keys) = &stale_keys {
-            let mut hasher = blake3::Hasher::new();
-            hasher.update(self.checksum.as_bytes());
-            hasher.update(b"\0stale keys\0");
-            hasher.update(stale_keys.sql.as_bytes());
-            self.checksum = hasher.finalize().to_hex()[..32].to_owned();
+    /// Attaches the model's stale-keys and delta queries; their texts become part of the
+    /// model's checksum. Only an incremental model can have a delta: it is kept by key.
+    fn with_companions(
+        mut self,
+        stale_keys: Option<CompanionQuery>,
+        delta: Option<CompanionQuery>,
+    ) -> Result<Model> {
+        if delta.is_some() && self.materialized != Materialization::Incremental {
+            bail!(
+                "{}: only an incremental model can declare a delta (`-- {}: FILE`)",
+                self.path,
+                DELTA.header
+            );
+        }
+        for (kind, query) in [(STALE_KEYS, &stale_keys), (DELTA, &delta)] {
+            if let Some(query) = query {
+                let mut hasher = blake3::Hasher::new();
+                hasher.update(self.checksum.as_bytes());
+                hasher.update(format!("\0{}\0", kind.header).as_bytes());
+                hasher.update(query.sql.as_bytes());
+                self.checksum = hasher.finalize().to_hex()[..32].to_owned();
+            }
         }
         self.stale_keys = stale_keys;
-        self
+        self.delta = delta;
+        Ok(self)
     }
 }
 
@@ -389,6 +468,7 @@ pub(super) fn parse_model(relation: &str, path: &str, sql: String) -> Result<Mod
         checksum,
         depends_on: BTreeSet::new(),
         stale_keys: None,
+        delta: None,
     })
 }
 

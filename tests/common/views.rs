@@ -14,6 +14,23 @@ pub fn copy_of_views() -> TempDir {
     copy
 }
 
+/// A temporary copy of `views/` whose hourly model declares no delta: its refreshes recompute
+/// the stale keys, as every incremental model without a delta does.
+pub fn copy_of_views_without_delta() -> TempDir {
+    let copy = copy_of_views();
+    let model = copy.path().join("intermediate/int_customer_hourly.sql");
+    let sql = std::fs::read_to_string(&model).unwrap();
+    let header = "-- delta: int_customer_hourly.delta.sql\n";
+    assert!(sql.contains(header));
+    std::fs::write(&model, sql.replacen(header, "", 1)).unwrap();
+    std::fs::remove_file(
+        copy.path()
+            .join("intermediate/int_customer_hourly.delta.sql"),
+    )
+    .unwrap();
+    copy
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {

@@ -1,5 +1,6 @@
 -- materialized: incremental
 -- stale keys: int_customer_hourly.stale_keys.sql
+-- delta: int_customer_hourly.delta.sql
 -- grain: one row per customer and UTC hour with at least one page load or click
 -- sources: staging.stg_events, elt.settings (click_through_window_seconds)
 -- owner: analytics
@@ -22,8 +23,10 @@
 --
 -- Which keys a new page load makes stale (the hours of the clicks it relates to) is the same
 -- rule seen from the page load: it lives beside this file, in int_customer_hourly.stale_keys.sql
--- (declared above). Change the rule in both files; the tests compare incremental refreshes with
--- full ones, and editing either file rebuilds this model.
+-- (declared above), which serves `unload`. How much the four measures grow with new events is
+-- int_customer_hourly.delta.sql, which the nightly refresh applies instead of recomputing the
+-- keys the new events touch. Change the rule in all three files; the tests compare incremental
+-- refreshes with full ones, and editing any of them rebuilds this model.
 
 with settings as (
     select make_interval(secs => click_through_window_seconds) as click_through_window
