@@ -2,20 +2,22 @@
 -- (customer, hour) key they touch from all of its events (see docs/design.md, "A refresh applies
 -- the new events' delta").
 --
--- Each merge batch records the line range of the events it added; a refresh claims the ranges
--- (restored if it rolls back), reads those events back and hands them to the models that
--- declare a delta query (`-- delta: FILE`), which say how much each key's counts grow. The
--- events of one range are those of `load_id` with `line_number` between the bounds: a batch
--- adds the first occurrences among its own lines only.
-create table elt.unrefreshed_lines (
-    load_id bigint not null,
-    first_line bigint not null,
-    last_line bigint not null,
-    primary key (load_id, first_line),
-    constraint unrefreshed_lines_in_order check (first_line <= last_line)
+-- Each merge batch appends the events it added (their first occurrences: ids, type, customer,
+-- user, fired_at) to this queue, in its transaction; a refresh reads them as changed_events for
+-- the models that declare a delta query (`-- delta: FILE`), which say how much each key's counts
+-- grow, and empties the queue (restored if it rolls back). The events are written twice, but the
+-- refresh reads only them — neither the history's pages nor an index of elt.events — whatever
+-- space earlier deletes left in the table's pages (where new rows land among old ones).
+create table elt.unrefreshed_events (
+    event_id_uuid uuid not null,
+    event_id_text text collate "C" not null,
+    event_type text collate "C" not null,
+    customer_id bigint not null,
+    user_id bigint not null,
+    fired_at timestamptz not null
 );
 
--- A queued key whose change the unrefreshed lines describe (queued by a merge batch) needs no
+-- A queued key whose change the unrefreshed events describe (queued by a merge batch) needs no
 -- recomputation in the models with a delta query; one queued by anything else (`unload`, or a
 -- batch from before this migration) does. A key queued both ways is recomputed.
 alter table elt.stale_keys

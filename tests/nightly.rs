@@ -1409,7 +1409,7 @@ async fn a_night_is_added_as_a_delta_and_an_unload_after_it_recomputes() {
             ],
         );
         let client = db.client().await;
-        assert!(count(&client, "select count(*) from elt.unrefreshed_lines").await >= 2);
+        assert!(count(&client, "select count(*) from elt.unrefreshed_events").await > 0);
         assert_eq!(
             count(
                 &client,
@@ -1445,7 +1445,7 @@ async fn a_night_is_added_as_a_delta_and_an_unload_after_it_recomputes() {
         );
         let client = db.client().await;
         assert_eq!(
-            count(&client, "select count(*) from elt.unrefreshed_lines").await,
+            count(&client, "select count(*) from elt.unrefreshed_events").await,
             0
         );
         let incremental = report_rows(&client).await;
@@ -1490,6 +1490,107 @@ async fn a_night_is_added_as_a_delta_and_an_unload_after_it_recomputes() {
         assert_rows_eq(
             &report_rows(&client).await,
             &reports_after(&[&["run", "--views-dir", views_dir, history]]).await,
+        );
+    }
+}
+
+/// Issue 13: a views directory where a model without a delta (but with a stale-keys file) sits
+/// beside the hourly model with its delta: the batches queue the keys as covered for the delta
+/// and still run the other model's stale-keys query, so both models end equal to each other and
+/// to a full refresh.
+#[tokio::test]
+async fn a_model_without_a_delta_beside_one_with_it_recomputes_its_keys_like_a_full_refresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = dir.path().join("all.jsonl");
+    generate(
+        &all,
+        &[
+            "--mix",
+            "realistic",
+            "--lines",
+            "12000",
+            "--seed",
+            "9",
+            "--customers",
+            "3",
+            "--users",
+            "2000",
+            "--events-per-hour",
+            "2400",
+        ],
+    );
+    let parts = deal_lines(&all, &[0.6, 0.4], 13);
+    let views = common::copy_of_views();
+    let intermediate = views.path().join("intermediate");
+    let model = std::fs::read_to_string(intermediate.join("int_customer_hourly.sql")).unwrap();
+    let copy = model
+        .replacen("-- delta: int_customer_hourly.delta.sql\n", "", 1)
+        .replacen(
+            "-- stale keys: int_customer_hourly.stale_keys.sql",
+            "-- stale keys: hourly_recomputed.stale_keys.sql",
+            1,
+        );
+    assert_ne!(copy, model);
+    std::fs::write(intermediate.join("hourly_recomputed.sql"), copy).unwrap();
+    std::fs::copy(
+        intermediate.join("int_customer_hourly.stale_keys.sql"),
+        intermediate.join("hourly_recomputed.stale_keys.sql"),
+    )
+    .unwrap();
+    let views_dir = views.path().to_str().unwrap();
+
+    let db = TestDatabase::new().await;
+    for part in &parts {
+        db.run_expecting(
+            0,
+            &[
+                "run",
+                "--quiet",
+                "--batch-lines",
+                "1500",
+                "--views-dir",
+                views_dir,
+                part.to_str().unwrap(),
+            ],
+        );
+    }
+    let client = db.client().await;
+    let differ = "select count(*) from (
+        (select * from intermediate.hourly_recomputed except all select * from intermediate.int_customer_hourly)
+        union all
+        (select * from intermediate.int_customer_hourly except all select * from intermediate.hourly_recomputed)
+    ) as differing";
+    assert_eq!(count(&client, differ).await, 0);
+    assert!(
+        count(
+            &client,
+            "select count(*) from intermediate.hourly_recomputed"
+        )
+        .await
+            > 0
+    );
+    drop(client);
+    let full = db.copy().await;
+    full.run_expecting(
+        0,
+        &[
+            "refresh",
+            "--quiet",
+            "--full-refresh",
+            "--views-dir",
+            views_dir,
+        ],
+    );
+    let full_client = full.client().await;
+    let client = db.client().await;
+    for relation in [
+        "intermediate.int_customer_hourly",
+        "intermediate.hourly_recomputed",
+    ] {
+        let sql = format!("select model::text from {relation} as model order by 1");
+        assert_rows_eq(
+            &common::rows(&client, &sql).await,
+            &common::rows(&full_client, &sql).await,
         );
     }
 }

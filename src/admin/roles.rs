@@ -76,7 +76,7 @@ fn grant_statements(roles: &RoleNames, database: &str, schemas: &[String]) -> Ve
         format!("grant select, insert, update, delete on table elt.loads to {loader}"),
         // unload marks the keys it queues for recomputation (`on conflict do update`)
         format!("grant select, insert, update on table elt.stale_keys to {loader}"),
-        format!("grant select, insert on table elt.unrefreshed_lines to {loader}"),
+        format!("grant insert on table elt.unrefreshed_events to {loader}"),
         format!("grant select, insert, update, delete on table elt.customer_newest_fired_at to {loader}"),
         format!("grant select, insert, update on table elt.runs to {loader}"),
         format!(
@@ -85,7 +85,8 @@ fn grant_statements(roles: &RoleNames, database: &str, schemas: &[String]) -> Ve
         // transform: refresh (and the refresh of run / unload).
         format!("grant select on table elt.events to {transform}"),
         format!("grant select, insert, update on table elt.settings to {transform}"),
-        format!("grant select, delete on table elt.stale_keys, elt.unrefreshed_lines to {transform}"),
+        format!("grant select, delete on table elt.stale_keys to {transform}"),
+        format!("grant select, truncate on table elt.unrefreshed_events to {transform}"),
         format!("grant select, update (refreshed_fired_at) on table elt.customer_newest_fired_at to {transform}"),
         format!("grant select, insert, update, delete on table elt.managed_relations to {transform}"),
         format!("grant select, insert, update on table elt.refreshes, elt.runs to {transform}"),

@@ -15,12 +15,21 @@ const MERGE_REJECTS: &str = include_str!("sql/merge_rejects.sql");
 /// A session's scratch table for the events a batch added (or an unload removed).
 pub(super) const CREATE_CHANGED_EVENTS: &str = include_str!("sql/changed_events.sql");
 /// First occurrences win: within the batch the lowest line number, against earlier batches and
-/// runs the primary key (the event already there was loaded first).
-const MERGE_EVENTS: &str = include_str!("sql/merge_events.sql");
+/// runs the primary key (the event already there was loaded first); the new events go into
+/// `changed_events`. Returns the number of new events.
+const MERGE_EVENTS: &str = concat!(
+    include_str!("sql/merge_first_occurrences.sql"),
+    include_str!("sql/merge_events.sql")
+);
+/// The same merge for a batch whose change the models' deltas take: it also queues the new
+/// events' own keys and the events themselves (`elt.unrefreshed_events`) and raises the
+/// customers' bounds, in the same statement.
+const MERGE_EVENTS_FOR_DELTAS: &str = concat!(
+    include_str!("sql/merge_first_occurrences.sql"),
+    include_str!("sql/merge_events_for_deltas.sql")
+);
 /// Queues the changed events' own report keys.
 const QUEUE_OWN_KEYS: &str = include_str!("sql/queue_stale_keys.sql");
-/// Records the batch's line range for the models' delta queries (`elt.unrefreshed_lines`).
-const RECORD_UNREFRESHED_LINES: &str = include_str!("sql/record_unrefreshed_lines.sql");
 /// Raises each customer's bound of the newest `fired_at` loaded (`elt.customer_newest_fired_at`)
 /// to cover the batch's events; the stale-keys queries read the bound as it was before the batch.
 const RAISE_NEWEST_FIRED_AT: &str = include_str!("sql/raise_newest_fired_at.sql");
@@ -55,27 +64,43 @@ pub(super) async fn merge_batch(
         )
         .await
         .context("cannot store the rejected lines")?;
-    transaction.batch_execute(CREATE_CHANGED_EVENTS).await?;
-    let new_events = transaction
-        .execute(MERGE_EVENTS, &[&source.load_id])
-        .await
-        .context("cannot merge the events")?;
-    timer.step("merge");
     // Until a report relation exists, no key needs queueing: the first refresh builds
     // everything whole.
     let reports_built: bool = transaction
         .query_one("select exists (select 1 from elt.managed_relations)", &[])
         .await?
         .get(0);
+    // The models with a delta query take this batch's change from its lines at the next
+    // refresh; the others recompute the keys queued here.
+    let delta_covered = reports_built && deltas_apply(transaction, views).await?;
+    if delta_covered && views.stale_key_queries(false).next().is_none() {
+        let new_events: i64 = transaction
+            .query_one(MERGE_EVENTS_FOR_DELTAS, &[&source.load_id])
+            .await
+            .context("cannot merge the events")?
+            .get(0);
+        timer.step("merge");
+        return Ok(new_events as u64);
+    }
+    transaction.batch_execute(CREATE_CHANGED_EVENTS).await?;
+    let new_events: i64 = transaction
+        .query_one(MERGE_EVENTS, &[&source.load_id])
+        .await
+        .context("cannot merge the events")?
+        .get(0);
+    timer.step("merge");
     if reports_built {
-        // The models with a delta query take this batch's change from its lines at the next
-        // refresh; the others recompute the keys queued here.
-        let delta_covered = deltas_apply(transaction, views).await?;
-        if delta_covered && new_events > 0 {
+        if delta_covered {
             transaction
-                .execute(RECORD_UNREFRESHED_LINES, &[&source.load_id])
+                .execute(
+                    "insert into elt.unrefreshed_events (event_id_uuid, event_id_text, event_type,
+                         customer_id, user_id, fired_at)
+                     select event_id_uuid, event_id_text, event_type, customer_id, user_id, fired_at
+                     from changed_events",
+                    &[],
+                )
                 .await
-                .context("cannot record the batch's lines for the next refresh")?;
+                .context("cannot queue the batch's events for the next refresh")?;
         }
         queue_stale_keys(transaction, views, delta_covered).await?;
     }
@@ -86,7 +111,7 @@ pub(super) async fn merge_batch(
         .await
         .context("cannot record the customers' newest fired_at")?;
     timer.step("stale_keys");
-    Ok(new_events)
+    Ok(new_events as u64)
 }
 
 /// Whether the next refresh with these views applies their deltas: some model declares one, and

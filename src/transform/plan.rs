@@ -146,8 +146,7 @@ impl RefreshPlan {
             let delta = matches!(step.action, Action::ApplyDelta { .. });
             if delta {
                 out.push_str(
-                    "-- campaign-elt: read the events of the claimed unrefreshed lines into \
-                     changed_events (load_id = L and line_number between F and T, for each)\n\n",
+                    "-- campaign-elt: copy elt.unrefreshed_events into changed_events\n\n",
                 );
             }
             for statement in &step.statements {
@@ -404,11 +403,12 @@ pub(super) const INCREMENTAL_REFRESH_SCOPE: [&str; 2] = [
     "create or replace temporary view refresh_mode as select false as is_full_refresh",
 ];
 
-/// Prepares the stale key ranges of this refresh: claims the durable queue and the unrefreshed
-/// lines (both restored if the refresh rolls back) and defines `stale_ranges (customer_id,
+/// Prepares the stale key ranges of this refresh: claims the durable queue (restored if the
+/// refresh rolls back), locks the unrefreshed events against writers until it commits (it
+/// empties them then: [`FORGET_UNREFRESHED_EVENTS`]) and defines `stale_ranges (customer_id,
 /// starts_at, ends_at, delta_covered)` and `refresh_mode (is_full_refresh)` (a constant, so that
 /// PostgreSQL plans only the branch of a model that applies).
-pub(super) const PREPARE_STALE_RANGES: [&str; 4] = [
+pub(super) const PREPARE_STALE_RANGES: [&str; 3] = [
     "create temporary table elt_queued_ranges on commit drop as
 with claimed as (
     delete from elt.stale_keys returning customer_id, hour, delta_covered
@@ -416,13 +416,13 @@ with claimed as (
 select customer_id, hour as starts_at, hour + interval '1 hour' as ends_at, delta_covered
 from claimed",
     "analyze elt_queued_ranges",
-    "create temporary table elt_unrefreshed_lines on commit drop as
-with claimed as (
-    delete from elt.unrefreshed_lines returning load_id, first_line, last_line
-)
-select * from claimed",
-    "analyze elt_unrefreshed_lines",
+    "lock table elt.unrefreshed_events in exclusive mode",
 ];
+
+/// The last statement of every refresh plan: the unrefreshed events are in the models now (added
+/// by their deltas, or read by a rebuild), so the queue is emptied — in the refresh's
+/// transaction, so that a refresh that rolls back leaves them for the next one.
+pub(super) const FORGET_UNREFRESHED_EVENTS: &str = "truncate elt.unrefreshed_events";
 
 /// Every customer's whole time range, for the incremental models a refresh rebuilds. It reads
 /// the customers of `elt.events`, so a refresh prepares it only when it rebuilds one: a nightly
@@ -436,7 +436,7 @@ from (select distinct customer_id from elt.events) as customers",
 ];
 
 /// The statements that compute a model's delta as `elt_model_delta` from `changed_events`
-/// (which the refresh fills with the events of the claimed unrefreshed lines first).
+/// (which the refresh fills with the unrefreshed events first).
 fn delta_statements(sql: &str) -> Vec<String> {
     vec![
         "drop table if exists elt_model_delta".to_owned(),

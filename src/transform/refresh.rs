@@ -66,6 +66,10 @@ pub async fn refresh(
         )
         .await
         .context("cannot record the customers' bounds this refresh has seen")?;
+    transaction
+        .batch_execute(FORGET_UNREFRESHED_EVENTS)
+        .await
+        .context("cannot empty the unrefreshed events")?;
     if plan.full_refresh {
         transaction
             .execute("update elt.settings set full_refresh_pending = false", &[])
@@ -314,50 +318,20 @@ pub(super) async fn execute_step(
 /// queries read as `changed_events`.
 const CREATE_CHANGED_EVENTS: &str = include_str!("../load/sql/changed_events.sql");
 
-/// Fills `changed_events` with the events of the claimed unrefreshed lines. The ranges are
-/// written into the statement as constants: PostgreSQL then estimates each load's share of
-/// the events from its statistics (a night's load, absent from statistics taken before it,
-/// is few rows) and reads the load's pages through the `load_id` BRIN index, where a join with
-/// the claimed ranges would be planned for any load, often as a scan of the whole table.
+/// Fills `changed_events` with the unrefreshed events (the events the batches added since the
+/// last refresh), for the delta queries.
 async fn read_unrefreshed_events(transaction: &Transaction<'_>) -> Result<()> {
     transaction.batch_execute(CREATE_CHANGED_EVENTS).await?;
-    let ranges = transaction
-        .query(
-            "select load_id, first_line, last_line from elt_unrefreshed_lines
-             order by load_id, first_line",
-            &[],
-        )
-        .await?;
-    let mut by_load: BTreeMap<i64, Vec<String>> = BTreeMap::new();
-    for range in &ranges {
-        let (load_id, first, last): (i64, i64, i64) = (range.get(0), range.get(1), range.get(2));
-        by_load
-            .entry(load_id)
-            .or_default()
-            .push(format!("events.line_number between {first} and {last}"));
-    }
-    if by_load.is_empty() {
-        return Ok(());
-    }
-    let lines: Vec<String> = by_load
-        .iter()
-        .map(|(load_id, ranges)| {
-            format!("(events.load_id = {load_id} and ({}))", ranges.join(" or "))
-        })
-        .collect();
-    let statement = format!(
-        "insert into changed_events (event_id_uuid, event_id_text, event_type, customer_id, user_id, fired_at)
-         select events.event_id_uuid, events.event_id_text, events.event_type, events.customer_id,
-             events.user_id, events.fired_at
-         from elt.events
-         where {};
-         analyze changed_events",
-        lines.join("\n    or ")
-    );
     transaction
-        .batch_execute(&statement)
+        .batch_execute(
+            "insert into changed_events (event_id_uuid, event_id_text, event_type, customer_id,
+                 user_id, fired_at)
+             select event_id_uuid, event_id_text, event_type, customer_id, user_id, fired_at
+             from elt.unrefreshed_events;
+             analyze changed_events",
+        )
         .await
-        .context("cannot read the events of the unrefreshed lines")?;
+        .context("cannot read the unrefreshed events")?;
     Ok(())
 }
 
@@ -480,7 +454,7 @@ pub async fn dry_run(
     writeln!(
         out,
         "-- campaign-elt: record the rebuilt files in elt.managed_relations and the refresh in \
-         elt.refreshes, commit, then run {} data test(s)",
+         elt.refreshes, {FORGET_UNREFRESHED_EVENTS}, commit, then run {} data test(s)",
         views.tests.len()
     )?;
     eprintln!(

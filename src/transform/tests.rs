@@ -529,11 +529,11 @@ fn a_model_with_a_delta_adds_it_before_recomputing_and_not_when_rebuilt() {
         plan_refresh(&views, &[], false),
     ] {
         assert!(rebuilt.steps.iter().all(|step| step.why != Why::Delta));
-        // The unrefreshed lines are claimed (and so discarded) by every refresh.
+        // The unrefreshed events are locked by every refresh (and emptied when it commits).
         assert!(rebuilt.steps[0]
             .statements
             .join(";\n")
-            .contains("delete from elt.unrefreshed_lines"));
+            .contains("lock table elt.unrefreshed_events"));
     }
 }
 

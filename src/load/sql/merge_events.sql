@@ -1,19 +1,7 @@
-with first_occurrences as (
-    select distinct on (event_id_uuid, event_type, event_id_text)
-        event_id_uuid, event_id_text, event_type, customer_id, user_id, fired_at, line_number,
-        ip_hash, email_hash
-    from elt.staged_lines
-    where reject_reason is null
-    order by event_id_uuid, event_type, event_id_text, line_number
-),
-inserted as (
-    insert into elt.events (event_id_uuid, event_id_text, event_type, customer_id, user_id,
-        fired_at, load_id, line_number, ip_hash, email_hash)
-    select event_id_uuid, event_id_text, event_type, customer_id, user_id, fired_at, $1,
-        line_number, ip_hash, email_hash
-    from first_occurrences
-    on conflict (event_id_uuid, event_type, event_id_text) do nothing
-    returning event_id_uuid, event_id_text, event_type, customer_id, user_id, fired_at
+-- (after merge_first_occurrences.sql) The new events, into the changed_events scratch table for
+-- the stale-keys queries.
+changed as (
+    insert into changed_events (event_id_uuid, event_id_text, event_type, customer_id, user_id, fired_at)
+    select event_id_uuid, event_id_text, event_type, customer_id, user_id, fired_at from inserted
 )
-insert into changed_events (event_id_uuid, event_id_text, event_type, customer_id, user_id, fired_at)
-select event_id_uuid, event_id_text, event_type, customer_id, user_id, fired_at from inserted
+select count(*) from inserted

@@ -1,5 +1,5 @@
 -- $1: whether the delta queries of the models describe these keys' change (a merge batch that
--- records its lines in elt.unrefreshed_lines) or the models must recompute them (an unload).
+-- queues its events in elt.unrefreshed_events) or the models must recompute them (an unload).
 -- A key already queued for recomputation stays queued for it.
 insert into elt.stale_keys (customer_id, hour, delta_covered)
 select distinct customer_id, date_trunc('hour', fired_at, 'UTC') as hour, $1::boolean
