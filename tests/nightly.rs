@@ -1346,7 +1346,8 @@ fn deal_lines(path: &std::path::Path, shares: &[f64], seed: u64) -> Vec<std::pat
 /// a delta — the batches record their lines and queue their keys as covered, the refresh
 /// recomputes no key of the model and reads about the night, not the history — and the reports
 /// equal a full refresh's. Each planted mistake in one part of the delta query makes them
-/// differ, so the data exercises every part. An unload afterwards queues its keys for
+/// differ, so the data exercises every part. An unload of a load no refresh has seen takes its
+/// events out of the refresh's queue; an unload of the night queues its keys for
 /// recomputation, and the reports again equal a full refresh's.
 #[tokio::test]
 async fn a_night_is_added_as_a_delta_and_an_unload_after_it_recomputes() {
@@ -1371,8 +1372,12 @@ async fn a_night_is_added_as_a_delta_and_an_unload_after_it_recomputes() {
             "2400",
         ],
     );
-    let parts = deal_lines(&all, &[0.7, 0.3], 11);
-    let (history, night) = (parts[0].to_str().unwrap(), parts[1].to_str().unwrap());
+    let parts = deal_lines(&all, &[0.6, 0.28, 0.12], 11);
+    let (history, night, extra) = (
+        parts[0].to_str().unwrap(),
+        parts[1].to_str().unwrap(),
+        parts[2].to_str().unwrap(),
+    );
 
     let built_in = common::copy_of_views();
     let mut variants = vec![("the delta as shipped", built_in)];
@@ -1471,6 +1476,32 @@ async fn a_night_is_added_as_a_delta_and_an_unload_after_it_recomputes() {
             );
             continue;
         }
+
+        // Load more without refreshing, and unload that load at once: its events leave the
+        // refresh's queue with it (the unload's own refresh would add them otherwise).
+        db.run_expecting(0, &["load", "--quiet", "--views-dir", views_dir, extra]);
+        let client = db.client().await;
+        assert!(count(&client, "select count(*) from elt.unrefreshed_events").await > 0);
+        let unrefreshed_load = count(&client, "select max(load_id) from elt.loads").await;
+        drop(client);
+        db.run_expecting(
+            0,
+            &[
+                "unload",
+                "--quiet",
+                "--load-id",
+                &unrefreshed_load.to_string(),
+                "--views-dir",
+                views_dir,
+            ],
+        );
+        let client = db.client().await;
+        assert_eq!(
+            count(&client, "select count(*) from elt.unrefreshed_events").await,
+            0
+        );
+        assert_rows_eq(&report_rows(&client).await, &expected);
+        drop(client);
 
         // Unload the night: its keys are recomputed, from the events that stay.
         let night_load = count(&db.client().await, "select max(load_id) from elt.loads").await;

@@ -575,19 +575,27 @@ async fn a_materialized_view_is_refreshed_after_each_load_concurrently_with_a_un
 
 /// The comment and the first five words of every statement of a `--dry-run` output.
 fn plan_outline(plan: &str) -> Vec<String> {
-    plan.split(";\n\n")
-        .map(|chunk| {
-            let mut lines = chunk.lines();
-            let comment = lines.next().unwrap_or_default();
-            let words: Vec<&str> = lines
-                .next()
-                .unwrap_or_default()
-                .split_whitespace()
-                .take(5)
-                .collect();
-            format!("{comment} | {}", words.join(" "))
-        })
-        .collect()
+    let mut outline = Vec::new();
+    for mut chunk in plan.split(";\n\n") {
+        // What the tool does itself between statements: a comment line of its own.
+        while let Some((note, rest)) = chunk
+            .split_once("\n\n")
+            .filter(|(note, _)| note.starts_with("-- campaign-elt:") && !note.contains('\n'))
+        {
+            outline.push(format!("{note} | "));
+            chunk = rest;
+        }
+        let mut lines = chunk.lines();
+        let comment = lines.next().unwrap_or_default();
+        let words: Vec<&str> = lines
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(5)
+            .collect();
+        outline.push(format!("{comment} | {}", words.join(" ")));
+    }
+    outline
 }
 
 async fn database_state(db: &TestDatabase) -> Vec<String> {
@@ -648,33 +656,60 @@ async fn dry_run_prints_the_statements_in_order_and_changes_nothing() {
     let hourly = "-- intermediate/int_customer_hourly.sql (refresh)";
     let page_loads = "-- reports/page_loads.sql (changed)";
     let daily = "-- reports/daily_click_through_rate.sql (new)";
-    let expected = [
+    let delta = "-- intermediate/int_customer_hourly.delta.sql (the new events' delta)";
+    let scope = "create or replace temporary view";
+    let refreshed = |file: &str, relation: &str| {
+        [
+            format!("-- {file} (refresh) | {scope}"),
+            format!("-- {file} (refresh) | {scope}"),
+            format!("-- {file} (refresh) | delete from \"reports\".\"{relation}\" as target"),
+            format!("-- {file} (refresh) | insert into \"reports\".\"{relation}\""),
+        ]
+    };
+    let mut expected = vec![
         format!("{claim} | create temporary table elt_queued_ranges on"),
         format!("{claim} | analyze elt_queued_ranges"),
+        format!("{claim} | lock table elt.unrefreshed_events in exclusive"),
         format!("{claim} | create temporary table elt_all_ranges on"),
         format!("{claim} | analyze elt_all_ranges"),
-        format!("{claim} | create or replace temporary view"),
-        format!("{claim} | create or replace temporary view"),
+        format!("{claim} | {scope}"),
+        format!("{claim} | {scope}"),
         format!("{page_loads} | drop table if exists \"reports\".\"page_loads\""),
+        "-- campaign-elt: copy elt.unrefreshed_events into changed_events | ".into(),
+        format!("{delta} | drop table if exists elt_model_delta"),
+        format!("{delta} | create temporary table elt_model_delta on"),
+        format!("{delta} | analyze elt_model_delta"),
+        "-- campaign-elt: add elt_model_delta to intermediate.int_customer_hourly (insert its keys; \
+         add each other column to the row's), and queue its keys for the relations downstream | "
+            .into(),
+        format!("{hourly} | {scope}"),
+        format!("{hourly} | {scope}"),
         format!("{hourly} | delete from \"intermediate\".\"int_customer_hourly\" as target"),
         format!("{hourly} | insert into \"intermediate\".\"int_customer_hourly\""),
-        "-- reports/click_through_rate.sql (refresh) | delete from \"reports\".\"click_through_rate\" as target".into(),
-        "-- reports/click_through_rate.sql (refresh) | insert into \"reports\".\"click_through_rate\"".into(),
-        "-- reports/clicks.sql (refresh) | delete from \"reports\".\"clicks\" as target".into(),
-        "-- reports/clicks.sql (refresh) | insert into \"reports\".\"clicks\"".into(),
+    ];
+    expected.extend(refreshed(
+        "reports/click_through_rate.sql",
+        "click_through_rate",
+    ));
+    expected.extend(refreshed("reports/clicks.sql", "clicks"));
+    expected.extend([
         format!("{page_loads} | create schema if not exists"),
-        format!("{page_loads} | create or replace temporary view"),
-        format!("{page_loads} | create or replace temporary view"),
+        format!("{page_loads} | {scope}"),
+        format!("{page_loads} | {scope}"),
         format!("{page_loads} | create table \"reports\".\"page_loads\" as"),
         format!("{page_loads} | create unique index \"reports_page_loads_unique_key\" on"),
-        format!("{page_loads} | create or replace temporary view"),
-        format!("{page_loads} | create or replace temporary view"),
-        "-- reports/unique_user_clicks.sql (refresh) | delete from \"reports\".\"unique_user_clicks\" as target".into(),
-        "-- reports/unique_user_clicks.sql (refresh) | insert into \"reports\".\"unique_user_clicks\"".into(),
+    ]);
+    expected.extend(refreshed(
+        "reports/unique_user_clicks.sql",
+        "unique_user_clicks",
+    ));
+    expected.extend([
         format!("{daily} | create schema if not exists"),
         format!("{daily} | create table \"reports\".\"daily_click_through_rate\" as"),
-        "-- campaign-elt: record the rebuilt files in elt.managed_relations and the refresh in elt.refreshes, commit, then run 5 data test(s) | ".into(),
-    ];
+        "-- campaign-elt: record the rebuilt files in elt.managed_relations and the refresh in \
+         elt.refreshes, truncate elt.unrefreshed_events, commit, then run 5 data test(s) | "
+            .into(),
+    ]);
     assert_eq!(plan_outline(&plan), expected, "{plan}");
 
     // The real refresh does what the dry run said.

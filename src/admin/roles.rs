@@ -76,7 +76,8 @@ fn grant_statements(roles: &RoleNames, database: &str, schemas: &[String]) -> Ve
         format!("grant select, insert, update, delete on table elt.loads to {loader}"),
         // unload marks the keys it queues for recomputation (`on conflict do update`)
         format!("grant select, insert, update on table elt.stale_keys to {loader}"),
-        format!("grant insert on table elt.unrefreshed_events to {loader}"),
+        // unload takes its events out of the refresh's queue
+        format!("grant select, insert, delete on table elt.unrefreshed_events to {loader}"),
         format!("grant select, insert, update, delete on table elt.customer_newest_fired_at to {loader}"),
         format!("grant select, insert, update on table elt.runs to {loader}"),
         format!(

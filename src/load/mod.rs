@@ -57,7 +57,8 @@ pub struct LoadRun<'a> {
 }
 
 /// What a load did: each file's outcome, and the seconds of its parts (`copy`, `merge`,
-/// `stale_keys`, `ledger_and_commit` summed over batches; `bulk_finish`).
+/// `stale_keys` where keys are queued for recomputation, `ledger_and_commit` summed over
+/// batches; `bulk_finish`).
 pub struct LoadedFiles {
     pub files: Vec<FileSummary>,
     pub step_seconds: StepSeconds,

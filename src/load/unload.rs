@@ -30,6 +30,18 @@ pub async fn unload(client: &mut Client, load_id: i64, views: &ViewSet) -> Resul
         .execute(UNLOAD_EVENTS, &[&load_id])
         .await
         .context("cannot remove the load's events")?;
+    // Events of the load that no refresh has seen yet leave the refresh's queue with it.
+    transaction
+        .execute(
+            "delete from elt.unrefreshed_events as queued
+             using changed_events as removed
+             where queued.event_id_uuid = removed.event_id_uuid
+                 and queued.event_type = removed.event_type
+                 and queued.event_id_text = removed.event_id_text",
+            &[],
+        )
+        .await
+        .context("cannot remove the load's events from the refresh's queue")?;
     let queued_keys = merge::queue_stale_keys(&transaction, views, false).await?;
     let removed_rejects = transaction
         .execute("delete from elt.rejects where load_id = $1", &[&load_id])

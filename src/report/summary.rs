@@ -125,9 +125,10 @@ pub struct RunSummary {
     pub data_tests_run: u64,
     pub exit_code: i32,
     /// Wall-clock seconds per step (`migrate`, `load`, `unload`, `refresh`, `data_tests`), and
-    /// within `load` and `refresh` per part, as `load.copy`, `load.merge`, `load.stale_keys`,
-    /// `load.ledger_and_commit` (summed over batches), `load.bulk_finish`,
-    /// `refresh.claim_stale_keys`, `refresh.<schema>.<relation>` and `refresh.record`.
+    /// within `load` and `refresh` per part, as `load.copy`, `load.merge`, `load.stale_keys`
+    /// (where a batch queues keys for recomputation), `load.ledger_and_commit` (summed over
+    /// batches), `load.bulk_finish`, `refresh.claim_stale_keys`, `refresh.<schema>.<relation>
+    /// delta` (a model adding its delta), `refresh.<schema>.<relation>` and `refresh.record`.
     pub step_seconds: StepSeconds,
     pub elapsed_seconds: f64,
 }
