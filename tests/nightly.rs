@@ -1625,3 +1625,156 @@ async fn a_model_without_a_delta_beside_one_with_it_recomputes_its_keys_like_a_f
         );
     }
 }
+
+/// A customer without a bound row (events loaded before the bounds existed, or a bulk finish
+/// interrupted before it recorded them) gets the newest `fired_at` of all its events when a
+/// batch first raises its bound, not the batch's own: a later page load that relates one of
+/// the customer's older clicks is still looked up (found by review of the night's delta).
+#[tokio::test]
+async fn a_customer_without_a_bound_gets_its_whole_history_s_newest_fired_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, lines: &[EventLine]| {
+        let path = dir.path().join(name);
+        write_lines(&path, lines);
+        path.to_str().unwrap().to_owned()
+    };
+    let db = TestDatabase::new().await;
+    // A click at 10:05 that no page load relates yet.
+    db.run_expecting(
+        0,
+        &[
+            "run",
+            "--quiet",
+            &file(
+                "history.jsonl",
+                &[click("c-1005", 7, 1, "01/01/2022, 10:05:00")],
+            ),
+        ],
+    );
+    let client = db.client().await;
+    client
+        .batch_execute("delete from elt.customer_newest_fired_at")
+        .await
+        .unwrap();
+    drop(client);
+    // A backfill of 09:00 raises the customer's bound first...
+    db.run_expecting(
+        0,
+        &[
+            "run",
+            "--quiet",
+            &file(
+                "backfill.jsonl",
+                &[page_load("p-0900", 7, 2, "01/01/2022, 09:00:00")],
+            ),
+        ],
+    );
+    let client = db.client().await;
+    assert_eq!(
+        common::rows(
+            &client,
+            "select newest_fired_at::text from elt.customer_newest_fired_at where customer_id = 7"
+        )
+        .await,
+        ["2022-01-01 10:05:00+00"],
+        "the bound covers the customer's whole history"
+    );
+    drop(client);
+    // ... then a page load at 10:04 of the click's user relates the 10:05 click.
+    db.run_expecting(
+        0,
+        &[
+            "run",
+            "--quiet",
+            &file(
+                "late.jsonl",
+                &[page_load("p-1004", 7, 1, "01/01/2022, 10:04:00")],
+            ),
+        ],
+    );
+    let client = db.client().await;
+    assert_eq!(
+        count(
+            &client,
+            "select related_clicks from reports.click_through_rate
+             where customer_id = 7 and hour = '2022-01-01T10:00:00Z'"
+        )
+        .await,
+        1
+    );
+    drop(client);
+    assert_matches_a_full_refresh(&db).await;
+}
+
+/// A stale-keys query may select a key more than once (a `union all` of its rules, say): the
+/// batches and `unload` queue each key once (the queue's `on conflict do update` could not
+/// touch a row twice in one statement).
+#[tokio::test]
+async fn a_stale_keys_query_that_repeats_keys_still_queues_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let views = common::copy_of_views_without_delta();
+    let stale_keys = views
+        .path()
+        .join("intermediate/int_customer_hourly.stale_keys.sql");
+    let sql = std::fs::read_to_string(&stale_keys).unwrap();
+    let repeated = sql.replacen(
+        "select * from final",
+        "select * from final\nunion all\nselect * from final",
+        1,
+    );
+    assert_ne!(repeated, sql);
+    std::fs::write(&stale_keys, repeated).unwrap();
+    let views_dir = views.path().to_str().unwrap();
+    let path = |name: &str, lines: &[EventLine]| {
+        let path = dir.path().join(name);
+        write_lines(&path, lines);
+        path.to_str().unwrap().to_owned()
+    };
+    let db = TestDatabase::new().await;
+    db.run_expecting(
+        0,
+        &[
+            "run",
+            "--quiet",
+            "--views-dir",
+            views_dir,
+            &path(
+                "clicks.jsonl",
+                &[
+                    click("c-1", 3, 1, "01/01/2022, 10:05:00"),
+                    click("c-2", 3, 1, "01/01/2022, 11:02:00"),
+                ],
+            ),
+        ],
+    );
+    // A late page load relates both clicks, in two hours: the query finds each key twice.
+    db.run_expecting(
+        0,
+        &[
+            "run",
+            "--quiet",
+            "--views-dir",
+            views_dir,
+            &path(
+                "late.jsonl",
+                &[
+                    page_load("c-1", 3, 1, "01/01/2022, 10:04:00"),
+                    page_load("p-2", 3, 1, "01/01/2022, 10:58:00"),
+                ],
+            ),
+        ],
+    );
+    let load_id = count(&db.client().await, "select max(load_id) from elt.loads").await;
+    db.run_expecting(
+        0,
+        &[
+            "unload",
+            "--quiet",
+            "--views-dir",
+            views_dir,
+            "--load-id",
+            &load_id.to_string(),
+        ],
+    );
+    assert_matches_a_full_refresh(&db).await;
+}

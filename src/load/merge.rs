@@ -157,9 +157,11 @@ pub(super) async fn queue_stale_keys(
         .await
         .context("cannot queue the stale report keys")?;
     for stale_keys in views.stale_key_queries(!delta_covered) {
+        // distinct: `on conflict do update` may not touch a row twice in one statement, and a
+        // stale-keys query may select a key more than once.
         let statement = format!(
             "insert into elt.stale_keys (customer_id, hour, delta_covered)\n\
-             select customer_id, hour, $1::boolean from (\n{}\n) as found_keys\n\
+             select distinct customer_id, hour, $1::boolean from (\n{}\n) as found_keys\n\
              on conflict (customer_id, hour) do update set delta_covered = false\n\
              where stale_keys.delta_covered and not excluded.delta_covered",
             stale_keys.sql

@@ -1,21 +1,25 @@
 -- delta of: intermediate.int_customer_hourly
 -- grain: one row per (customer, UTC hour) key whose row the new events change, with how much
 --        each measure grows
--- sources: changed_events (provided by campaign-elt), elt.events, elt.customer_newest_fired_at,
---          elt.settings, intermediate.int_customer_hourly (as the last refresh left it)
+-- sources: changed_events (provided by campaign-elt), staging.stg_events,
+--          elt.customer_newest_fired_at, elt.settings, intermediate.int_customer_hourly (as the
+--          last refresh left it)
 -- owner: analytics
 --
 -- The model's four measures, seen from the events loaded since the last refresh. campaign-elt
 -- provides `changed_events` (those events: event_id_uuid, event_id_text, event_type,
--- customer_id, user_id, fired_at; all of them are in elt.events too) and adds each row here to
+-- customer_id, user_id, fired_at; every one of them is in elt.events too) and adds each row here to
 -- the model's row of the same key (inserting a key that has none), instead of recomputing the
 -- keys from all of their events: a night's cost follows the night's events, not the hours its
 -- late lines land in. Keys that something else changed (an unload) are recomputed by the model
 -- itself, after this. Edit it together with the model and its stale-keys file: the tests
 -- compare incremental refreshes with full ones, and editing any of them rebuilds the model.
 --
--- "Earlier" below means loaded before the new events (elt.events without changed_events); the
--- model's row of a key holds exactly the earlier events' measures.
+-- "Earlier" below means loaded before the new events (the events without changed_events); the
+-- model's row of a key holds exactly the earlier events' measures. changed_events holds every
+-- new event of elt.events, and the probes read staging.stg_events, as the model does: a
+-- staging model that leaves events out must have this file leave the same ones out of
+-- changed_events (or the model must drop its `-- delta:` line and be recomputed instead).
 --   page_loads, clicks: the new page loads and clicks.
 --   unique_user_clicks: the users whose first click in the hour is new — every new clicking
 --     user in an hour the model had no row for, else those whose clicks in the hour are all new
@@ -76,7 +80,7 @@ first_time_click_users as (
     where before.customer_id is null
         or new_click_users.new_clicks = (
             select count(*)
-            from elt.events
+            from staging.stg_events as events
             where events.customer_id = new_click_users.customer_id
                 and events.fired_at >= new_click_users.hour
                 and events.fired_at < new_click_users.hour + interval '1 hour'
@@ -95,7 +99,7 @@ new_related_clicks as (
     from new_clicks as clicks
     where exists (
             select 1
-            from elt.events as same_id_page_loads
+            from staging.stg_events as same_id_page_loads
             where same_id_page_loads.event_id_uuid = clicks.event_id_uuid
                 and same_id_page_loads.event_id_text = clicks.event_id_text
                 and same_id_page_loads.event_type = 'ReferralPageLoad'
@@ -105,7 +109,7 @@ new_related_clicks as (
         )
         or exists (
             select 1
-            from elt.events as window_page_loads
+            from staging.stg_events as window_page_loads
             where window_page_loads.customer_id = clicks.customer_id
                 and window_page_loads.fired_at
                     >= clicks.fired_at - (select click_through_window from settings)
@@ -137,7 +141,7 @@ same_id_candidates as (
             events.customer_id,
             events.user_id,
             events.fired_at
-        from elt.events
+        from staging.stg_events as events
         where events.event_id_uuid = new_page_loads.event_id_uuid
             and events.event_type = 'ReferralRecommendClick'
             and events.event_id_text = new_page_loads.event_id_text
@@ -167,7 +171,7 @@ window_candidates as (
             events.customer_id,
             events.user_id,
             events.fired_at
-        from elt.events
+        from staging.stg_events as events
         where events.customer_id = new_page_loads.customer_id
             and events.fired_at >= new_page_loads.fired_at
             and events.fired_at
@@ -225,7 +229,7 @@ newly_related_earlier_clicks as (
             not clicks.has_new_same_id_page_load
             and exists (
                 select 1
-                from elt.events as same_id_page_loads
+                from staging.stg_events as same_id_page_loads
                 where same_id_page_loads.event_id_uuid = clicks.event_id_uuid
                     and same_id_page_loads.event_id_text = clicks.event_id_text
                     and same_id_page_loads.event_type = 'ReferralPageLoad'
@@ -236,7 +240,7 @@ newly_related_earlier_clicks as (
         )
         or (
             select count(*)
-            from elt.events as window_page_loads
+            from staging.stg_events as window_page_loads
             where window_page_loads.customer_id = clicks.customer_id
                 and window_page_loads.fired_at
                     >= clicks.fired_at - (select click_through_window from settings)
