@@ -13,7 +13,8 @@ use crate::transform::ViewSet;
 /// (`$4`: whether an earlier load of the same path or content exists to compare with).
 const MERGE_REJECTS: &str = include_str!("sql/merge_rejects.sql");
 /// A session's scratch table for the events a batch added (or an unload removed).
-pub(super) const CREATE_CHANGED_EVENTS: &str = include_str!("sql/changed_events.sql");
+/// The refresh fills the same table with the unrefreshed events for the models' deltas.
+pub(crate) const CREATE_CHANGED_EVENTS: &str = include_str!("sql/changed_events.sql");
 /// First occurrences win: within the batch the lowest line number, against earlier batches and
 /// runs the primary key (the event already there was loaded first); the new events go into
 /// `changed_events`. Returns the number of new events.
@@ -26,13 +27,20 @@ const MERGE_EVENTS: &str = concat!(
 /// customers' bounds, in the same statement.
 const MERGE_EVENTS_FOR_DELTAS: &str = concat!(
     include_str!("sql/merge_first_occurrences.sql"),
-    include_str!("sql/merge_events_for_deltas.sql")
+    include_str!("sql/merge_events_for_deltas.sql"),
+    include_str!("sql/raise_newest_fired_at.sql"),
+    ")\nselect count(*) from inserted"
 );
 /// Queues the changed events' own report keys.
 const QUEUE_OWN_KEYS: &str = include_str!("sql/queue_stale_keys.sql");
 /// Raises each customer's bound of the newest `fired_at` loaded (`elt.customer_newest_fired_at`)
-/// to cover the batch's events; the stale-keys queries read the bound as it was before the batch.
-const RAISE_NEWEST_FIRED_AT: &str = include_str!("sql/raise_newest_fired_at.sql");
+/// to cover the batch's events (`batch_events`); the stale-keys queries read the bound as it was
+/// before the batch. A customer without a row gets the newest `fired_at` of all its events, not
+/// only the batch's: a bound must be at least every event's.
+const RAISE_NEWEST_FIRED_AT: &str = concat!(
+    "with batch_events as (select customer_id, fired_at from changed_events)\n",
+    include_str!("sql/raise_newest_fired_at.sql")
+);
 
 /// Where a staged batch came from, for the rejects' comparison with earlier loads.
 pub(super) struct MergeSource<'a> {

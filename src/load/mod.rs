@@ -32,6 +32,7 @@ mod switcher;
 mod unload;
 
 pub use bulk::finish as finish_bulk_load;
+pub(crate) use merge::CREATE_CHANGED_EVENTS;
 pub use options::{
     LoadOptions, DEFAULT_BATCH_LINES, DEFAULT_BATCH_SECONDS, DEFAULT_MAX_LINE_BYTES,
 };

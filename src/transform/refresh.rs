@@ -12,6 +12,7 @@ use tokio_postgres::{Client, Transaction};
 use super::plan::*;
 use super::views::*;
 use crate::db::{database_message, quote_ident, quote_relation};
+use crate::load::CREATE_CHANGED_EVENTS;
 use crate::report::summary::{add_step_seconds, RefreshSummary, StepSeconds};
 use crate::report_settings::{self, RequestedSettings};
 
@@ -313,10 +314,6 @@ pub(super) async fn execute_step(
     }
     Ok(())
 }
-
-/// The scratch table of the events a batch added (or an unload removed), which the delta
-/// queries read as `changed_events`.
-const CREATE_CHANGED_EVENTS: &str = include_str!("../load/sql/changed_events.sql");
 
 /// Fills `changed_events` with the unrefreshed events (the events the batches added since the
 /// last refresh), for the delta queries.

@@ -15,28 +15,9 @@ unrefreshed_events as (
     select event_id_uuid, event_id_text, event_type, customer_id, user_id, fired_at
     from inserted
 ),
--- As raise_newest_fired_at.sql: a customer without a row gets the newest fired_at of all its
--- events (this statement's elt.events is the one before its own inserts, hence the greatest).
+-- Then each customer's bound (raise_newest_fired_at.sql over these events; merge.rs puts the
+-- pieces together).
+batch_events as (
+    select customer_id, fired_at from inserted
+),
 raised_bounds as (
-    insert into elt.customer_newest_fired_at (customer_id, newest_fired_at)
-    select
-        batch.customer_id,
-        greatest(
-            batch.newest_fired_at,
-            case when loaded.customer_id is null then (
-                select max(events.fired_at)
-                from elt.events
-                where events.customer_id = batch.customer_id
-            ) end
-        )
-    from (
-        select customer_id, max(fired_at) as newest_fired_at
-        from inserted
-        group by customer_id
-    ) as batch
-    left join elt.customer_newest_fired_at as loaded
-        on loaded.customer_id = batch.customer_id
-    on conflict (customer_id) do update
-    set newest_fired_at = greatest(customer_newest_fired_at.newest_fired_at, excluded.newest_fired_at)
-)
-select count(*) from inserted

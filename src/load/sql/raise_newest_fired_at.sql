@@ -1,7 +1,8 @@
--- Each customer's bound of the newest fired_at loaded, raised to cover the batch's events. A
--- customer without a row (events loaded before the table existed, or a bulk finish interrupted
--- before it recorded the bounds) gets the newest fired_at of all its events, not only the
--- batch's: a bound must be at least every event's (one step of the refresh index).
+-- Each customer's bound of the newest fired_at loaded, raised to cover `batch_events` (the
+-- batch's new events: a CTE that merge.rs puts before this statement, which is a statement of
+-- its own or the last CTE of the merge statement). A customer without a row (events loaded before the table existed, or a bulk
+-- finish interrupted before it recorded the bounds) gets the newest fired_at of all its events,
+-- not only the batch's (one step of the refresh index): a bound must be at least every event's.
 insert into elt.customer_newest_fired_at (customer_id, newest_fired_at)
 select
     batch.customer_id,
@@ -13,7 +14,7 @@ select
     )
 from (
     select customer_id, max(fired_at) as newest_fired_at
-    from changed_events
+    from batch_events
     group by customer_id
 ) as batch
 left join elt.customer_newest_fired_at as loaded
