@@ -367,6 +367,10 @@ async fn status_shows_ledger_stale_keys_rejects_and_freshness() {
         status["stale_keys"].as_i64().unwrap() > 0,
         "load leaves keys for refresh: {status}"
     );
+    assert_eq!(
+        status["unrefreshed_events"], 3,
+        "and its new events for the delta: {status}"
+    );
     assert_eq!(status["events"], 20);
     assert!(status["newest_fired_at"]
         .as_str()
@@ -392,7 +396,12 @@ async fn status_shows_ledger_stale_keys_rejects_and_freshness() {
     db.run_expecting(0, &["refresh"]);
     let status = stdout_json(&db.run_expecting(0, &["status", "--json"]));
     assert_eq!(status["stale_keys"], 0);
+    assert_eq!(status["unrefreshed_events"], 0);
     let human = stdout(&db.run_expecting(0, &["status"]));
+    assert!(
+        human.contains("new events waiting for its delta: 0"),
+        "{human}"
+    );
     assert!(human.contains("rejected lines by reason"));
     assert!(human.contains("server: shared_buffers "), "{human}");
 }

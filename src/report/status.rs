@@ -47,7 +47,8 @@ pub async fn status(client: &Client, limit: i64) -> Result<Value> {
             "select (select count(*) from elt.stale_keys),
                     (select count(*) from elt.events),
                     (select max(fired_at)::text from elt.events),
-                    (select max(finished_at)::text from elt.refreshes)",
+                    (select max(finished_at)::text from elt.refreshes),
+                    (select count(*) from elt.unrefreshed_events)",
             &[],
         )
         .await?;
@@ -71,6 +72,7 @@ pub async fn status(client: &Client, limit: i64) -> Result<Value> {
         "newest_fired_at": totals.get::<_, Option<String>>(2),
         "last_refresh_at": totals.get::<_, Option<String>>(3),
         "stale_keys": totals.get::<_, i64>(0),
+        "unrefreshed_events": totals.get::<_, i64>(4),
         "rejects_by_reason": to_json(rejects)?,
         "loads": to_json(loads)?,
         "runs": to_json(runs)?,
@@ -186,8 +188,9 @@ pub fn render_status(status: &Value, out: &mut dyn Write) -> Result<()> {
     )?;
     writeln!(
         out,
-        "stale keys waiting for refresh: {}   last refresh: {}",
+        "stale keys waiting for refresh: {}   new events waiting for its delta: {}   last refresh: {}",
         status["stale_keys"],
+        status["unrefreshed_events"],
         text(&status["last_refresh_at"])
     )?;
     if let Some(settings) = status["settings"].as_object() {
