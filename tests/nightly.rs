@@ -1313,6 +1313,35 @@ const BROKEN_DELTAS: [BrokenDelta; 4] = [
     },
 ];
 
+/// `generate --mix realistic` lines (`lines`, `seed`, `users` over 3 customers at 2,400 events
+/// an hour) in `dir`, dealt into parts by [`deal_lines`].
+fn dealt_realistic_lines(
+    dir: &std::path::Path,
+    (lines, seed, users): (&str, &str, &str),
+    shares: &[f64],
+    deal_seed: u64,
+) -> Vec<std::path::PathBuf> {
+    let all = dir.join("all.jsonl");
+    generate(
+        &all,
+        &[
+            "--mix",
+            "realistic",
+            "--lines",
+            lines,
+            "--seed",
+            seed,
+            "--customers",
+            "3",
+            "--users",
+            users,
+            "--events-per-hour",
+            "2400",
+        ],
+    );
+    deal_lines(&all, shares, deal_seed)
+}
+
 /// Lines of `path` dealt into `parts` files by a seeded draw, each line to one of them, in
 /// order: later parts hold page loads of earlier parts' clicks and the reverse.
 fn deal_lines(path: &std::path::Path, shares: &[f64], seed: u64) -> Vec<std::path::PathBuf> {
@@ -1352,27 +1381,9 @@ fn deal_lines(path: &std::path::Path, shares: &[f64], seed: u64) -> Vec<std::pat
 #[tokio::test]
 async fn a_night_is_added_as_a_delta_and_an_unload_after_it_recomputes() {
     let dir = tempfile::tempdir().unwrap();
-    let all = dir.path().join("all.jsonl");
     // Sparse users (3,000 over 3 customers), so that many clicks have no other page load in
     // their window and a page load arriving later relates them for the first time.
-    generate(
-        &all,
-        &[
-            "--mix",
-            "realistic",
-            "--lines",
-            "24000",
-            "--seed",
-            "7",
-            "--customers",
-            "3",
-            "--users",
-            "3000",
-            "--events-per-hour",
-            "2400",
-        ],
-    );
-    let parts = deal_lines(&all, &[0.6, 0.28, 0.12], 11);
+    let parts = dealt_realistic_lines(dir.path(), ("24000", "7", "3000"), &[0.6, 0.28, 0.12], 11);
     let (history, night, extra) = (
         parts[0].to_str().unwrap(),
         parts[1].to_str().unwrap(),
@@ -1532,25 +1543,7 @@ async fn a_night_is_added_as_a_delta_and_an_unload_after_it_recomputes() {
 #[tokio::test]
 async fn a_model_without_a_delta_beside_one_with_it_recomputes_its_keys_like_a_full_refresh() {
     let dir = tempfile::tempdir().unwrap();
-    let all = dir.path().join("all.jsonl");
-    generate(
-        &all,
-        &[
-            "--mix",
-            "realistic",
-            "--lines",
-            "12000",
-            "--seed",
-            "9",
-            "--customers",
-            "3",
-            "--users",
-            "2000",
-            "--events-per-hour",
-            "2400",
-        ],
-    );
-    let parts = deal_lines(&all, &[0.6, 0.4], 13);
+    let parts = dealt_realistic_lines(dir.path(), ("12000", "9", "2000"), &[0.6, 0.4], 13);
     let views = common::copy_of_views();
     let intermediate = views.path().join("intermediate");
     let model = std::fs::read_to_string(intermediate.join("int_customer_hourly.sql")).unwrap();

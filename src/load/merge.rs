@@ -78,25 +78,26 @@ pub(super) async fn merge_batch(
         .query_one("select exists (select 1 from elt.managed_relations)", &[])
         .await?
         .get(0);
-    // The models with a delta query take this batch's change from its lines at the next
-    // refresh; the others recompute the keys queued here.
+    // The models with a delta query take this batch's change from the refresh's queue of new
+    // events; the others recompute the keys queued here. When only delta models need keys, the
+    // merge statement queues everything itself.
     let delta_covered = reports_built && deltas_apply(transaction, views).await?;
-    if delta_covered && views.stale_key_queries(false).next().is_none() {
-        let new_events: i64 = transaction
-            .query_one(MERGE_EVENTS_FOR_DELTAS, &[&source.load_id])
-            .await
-            .context("cannot merge the events")?
-            .get(0);
-        timer.step("merge");
-        return Ok(new_events as u64);
-    }
-    transaction.batch_execute(CREATE_CHANGED_EVENTS).await?;
+    let queued_by_merge = delta_covered && views.stale_key_queries(false).next().is_none();
+    let merge = if queued_by_merge {
+        MERGE_EVENTS_FOR_DELTAS
+    } else {
+        transaction.batch_execute(CREATE_CHANGED_EVENTS).await?;
+        MERGE_EVENTS
+    };
     let new_events: i64 = transaction
-        .query_one(MERGE_EVENTS, &[&source.load_id])
+        .query_one(merge, &[&source.load_id])
         .await
         .context("cannot merge the events")?
         .get(0);
     timer.step("merge");
+    if queued_by_merge {
+        return Ok(new_events as u64);
+    }
     if reports_built {
         if delta_covered {
             transaction

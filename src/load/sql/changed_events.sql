@@ -1,9 +1,4 @@
-create temporary table if not exists changed_events (
-    event_id_uuid uuid not null,
-    event_id_text text collate "C" not null,
-    event_type text collate "C" not null,
-    customer_id bigint not null,
-    user_id bigint not null,
-    fired_at timestamptz not null
-);
+-- The session's scratch table of the events a batch added (or an unload removed, or a refresh
+-- reads from its queue): the columns of the refresh's queue, elt.unrefreshed_events.
+create temporary table if not exists changed_events (like elt.unrefreshed_events);
 truncate changed_events;
