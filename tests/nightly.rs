@@ -1619,6 +1619,13 @@ async fn a_model_without_a_delta_beside_one_with_it_recomputes_its_keys_like_a_f
     }
 }
 
+/// `lines` written to `dir/name`; the path, for a command line.
+fn written(dir: &std::path::Path, name: &str, lines: &[EventLine]) -> String {
+    let path = dir.join(name);
+    write_lines(&path, lines);
+    path.to_str().unwrap().to_owned()
+}
+
 /// A customer without a bound row (events loaded before the bounds existed, or a bulk finish
 /// interrupted before it recorded them) gets the newest `fired_at` of all its events when a
 /// batch first raises its bound, not the batch's own: a later page load that relates one of
@@ -1626,11 +1633,7 @@ async fn a_model_without_a_delta_beside_one_with_it_recomputes_its_keys_like_a_f
 #[tokio::test]
 async fn a_customer_without_a_bound_gets_its_whole_history_s_newest_fired_at() {
     let dir = tempfile::tempdir().unwrap();
-    let file = |name: &str, lines: &[EventLine]| {
-        let path = dir.path().join(name);
-        write_lines(&path, lines);
-        path.to_str().unwrap().to_owned()
-    };
+    let file = |name: &str, lines: &[EventLine]| written(dir.path(), name, lines);
     let db = TestDatabase::new().await;
     // A click at 10:05 that no page load relates yet.
     db.run_expecting(
@@ -1718,11 +1721,7 @@ async fn a_stale_keys_query_that_repeats_keys_still_queues_them() {
     assert_ne!(repeated, sql);
     std::fs::write(&stale_keys, repeated).unwrap();
     let views_dir = views.path().to_str().unwrap();
-    let path = |name: &str, lines: &[EventLine]| {
-        let path = dir.path().join(name);
-        write_lines(&path, lines);
-        path.to_str().unwrap().to_owned()
-    };
+    let path = |name: &str, lines: &[EventLine]| written(dir.path(), name, lines);
     let db = TestDatabase::new().await;
     db.run_expecting(
         0,
