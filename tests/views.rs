@@ -10,8 +10,8 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_rows_eq, campaign_elt, copy_of_views, count, fixture, report_rows, rows, stderr, stdout,
-    stdout_json, TestDatabase, FIRST_NIGHT_REPORTS,
+    assert_rows_eq, campaign_elt, click, copy_of_views, count, fixture, report_rows, rows, stderr,
+    stdout, stdout_json, write_lines, EventLine, TestDatabase, FIRST_NIGHT_REPORTS,
 };
 use tempfile::TempDir;
 
@@ -754,4 +754,260 @@ async fn a_view_file_without_the_header_fails_with_a_clear_message() {
     )
     .await;
     assert_eq!(events, 0);
+}
+
+/// The first night in a copy of the database, one offending row planted by `plant`, then
+/// `campaign-elt test --json`: the names of the tests that failed.
+async fn failing_tests_after(first_night: &TestDatabase, plant: &str) -> Vec<String> {
+    let db = first_night.copy().await;
+    db.client().await.batch_execute(plant).await.unwrap();
+    let output = db.run(&["test", "--json"]);
+    let summary = stdout_json(&output);
+    summary["data_test_failures"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no data_test_failures in {summary}"))
+        .iter()
+        .map(|failure| failure["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn each_shipped_data_test_fails_on_the_rows_it_forbids_and_only_it() {
+    let first_night = TestDatabase::new().await;
+    first_night.run_first_night();
+    first_night.run_expecting(0, &["test"]);
+    // One report row made wrong as each test describes (any one row of the right kind).
+    let one_row = |relation: &str, condition: &str| {
+        format!("(select ctid from {relation} where {condition} limit 1)")
+    };
+    let cases = [
+        (
+            "reports_have_unique_keys",
+            "drop index reports.reports_clicks_unique_key;
+             insert into reports.clicks select * from reports.clicks limit 1"
+                .to_owned(),
+        ),
+        (
+            "reports_have_no_null_counts",
+            format!(
+                "update reports.unique_user_clicks set unique_user_clicks = null where ctid = {}",
+                one_row("reports.unique_user_clicks", "true")
+            ),
+        ),
+        (
+            "reports_have_positive_counts",
+            format!(
+                "update reports.page_loads set page_loads = 0 where ctid = {}",
+                one_row("reports.page_loads", "true")
+            ),
+        ),
+        (
+            "report_hours_on_utc_hour_grid",
+            format!(
+                "update reports.page_loads set hour = hour + interval '30 minutes' where ctid = {}",
+                one_row("reports.page_loads", "true")
+            ),
+        ),
+        (
+            "related_clicks_within_clicks",
+            format!(
+                "update reports.click_through_rate set related_clicks = related_clicks + 1000 \
+                 where ctid = {}",
+                one_row("reports.click_through_rate", "page_loads > 0")
+            ),
+        ),
+    ];
+    for (test, plant) in cases {
+        assert_eq!(
+            failing_tests_after(&first_night, &plant).await,
+            [test],
+            "after: {plant}"
+        );
+    }
+}
+
+/// A per-key data test of the project's views: at most two clicks per customer and hour.
+const AT_MOST_TWO_CLICKS: &str = "-- test: at most two clicks per customer and hour
+-- sources: reports.clicks
+-- scope: per key
+
+select customer_id, hour, clicks from reports.clicks where clicks > 2
+";
+
+/// Per-key tests may read only the refreshed keys however many of the rows they are.
+const ANY_SHARE_OF_KEYS: (&str, &str) = ("CAMPAIGN_ELT_TEST_KEYS_BELOW_SHARE", "1");
+
+/// `run --json FILE` on the project's views with `env`, expecting `code`: (data tests run on the
+/// refreshed keys only, keys they read, failing tests with their offending rows).
+fn run_night(
+    project: &Project,
+    code: i32,
+    path: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (u64, Option<i64>, Vec<(String, u64)>) {
+    let args = [
+        "run",
+        "--json",
+        path.to_str().unwrap(),
+        "--views-dir",
+        project.views_dir(),
+    ];
+    let summary = stdout_json(&project.db.run_with_env_expecting(code, &args, env));
+    let failures = summary["data_test_failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|failure| {
+            (
+                failure["name"].as_str().unwrap().to_owned(),
+                failure["offending_rows"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    (
+        summary["data_tests_on_refreshed_keys"].as_u64().unwrap(),
+        summary["data_tested_keys"].as_i64(),
+        failures,
+    )
+}
+
+#[tokio::test]
+async fn after_a_refresh_per_key_tests_read_the_keys_it_recomputed_and_everything_when_they_must() {
+    let project = Project::new().await;
+    project.write("tests/at_most_two_clicks.sql", AT_MOST_TWO_CLICKS);
+    let directory = tempfile::tempdir().unwrap();
+    let night = |name: &str, lines: &[EventLine]| {
+        let path = directory.path().join(name);
+        write_lines(&path, lines);
+        path
+    };
+    let shipped = 5;
+
+    // Night 1: new tests read every row.
+    let first = night(
+        "first.jsonl",
+        &[
+            click("a1", 1, 10, "2022-01-01T10:05:00Z"),
+            click("b1", 2, 20, "2022-01-01T11:05:00Z"),
+            click("c1", 3, 30, "2022-01-01T12:05:00Z"),
+        ],
+    );
+    assert_eq!(
+        run_night(&project, 0, &first, &[ANY_SHARE_OF_KEYS]),
+        (0, None, vec![])
+    );
+
+    // An offending row outside what the next night changes (nothing the tool wrote).
+    project
+        .db
+        .client()
+        .await
+        .batch_execute("update reports.clicks set clicks = 99 where customer_id = 2")
+        .await
+        .unwrap();
+
+    // Night 2 changes one key, which now offends: every test reads only that key, so the
+    // planted row is not seen, the new offence is.
+    let second = night(
+        "second.jsonl",
+        &[
+            click("a2", 1, 11, "2022-01-01T10:15:00Z"),
+            click("a3", 1, 12, "2022-01-01T10:25:00Z"),
+        ],
+    );
+    assert_eq!(
+        run_night(&project, 4, &second, &[ANY_SHARE_OF_KEYS]),
+        (
+            shipped + 1,
+            Some(1),
+            vec![("at_most_two_clicks".to_owned(), 1)]
+        )
+    );
+    // `test` reads every row.
+    let summary = stdout_json(&project.run(4, &["test", "--json"]));
+    assert_eq!(summary["data_test_failures"][0]["offending_rows"], 2);
+    assert_eq!(summary["data_tests_on_refreshed_keys"], 0);
+
+    // Night 3: the test that failed reads every row again; the others the night's key.
+    let third = night("third.jsonl", &[click("d1", 4, 40, "2022-01-01T13:05:00Z")]);
+    assert_eq!(
+        run_night(&project, 4, &third, &[ANY_SHARE_OF_KEYS]),
+        (shipped, Some(1), vec![("at_most_two_clicks".to_owned(), 2)])
+    );
+
+    // An edited test reads every row once; it then passes.
+    project.edit("tests/at_most_two_clicks.sql", "clicks > 2", "clicks > 100");
+    let fourth = night(
+        "fourth.jsonl",
+        &[click("e1", 5, 50, "2022-01-01T14:05:00Z")],
+    );
+    assert_eq!(
+        run_night(&project, 0, &fourth, &[ANY_SHARE_OF_KEYS]),
+        (shipped, Some(1), vec![])
+    );
+    let fifth = night("fifth.jsonl", &[click("f1", 6, 60, "2022-01-01T15:05:00Z")]);
+    assert_eq!(
+        run_night(&project, 0, &fifth, &[ANY_SHARE_OF_KEYS]),
+        (shipped + 1, Some(1), vec![])
+    );
+
+    // By default they read every row when the keys are more than a few percent of the rows
+    // (here one key of six rows), and always with a share of 0.
+    let sixth = night("sixth.jsonl", &[click("g1", 6, 61, "2022-01-01T15:15:00Z")]);
+    assert_eq!(run_night(&project, 0, &sixth, &[]), (0, None, vec![]));
+    let share_zero = [("CAMPAIGN_ELT_TEST_KEYS_BELOW_SHARE", "0")];
+    let seventh = night(
+        "seventh.jsonl",
+        &[click("h1", 6, 62, "2022-01-01T15:25:00Z")],
+    );
+    assert_eq!(
+        run_night(&project, 0, &seventh, &share_zero),
+        (0, None, vec![])
+    );
+    let eighth = night(
+        "eighth.jsonl",
+        &[click("h2", 6, 63, "2022-01-01T15:35:00Z")],
+    );
+    let refused = project.db.run_with_env_expecting(
+        1,
+        &[
+            "run",
+            eighth.to_str().unwrap(),
+            "--views-dir",
+            project.views_dir(),
+        ],
+        &[("CAMPAIGN_ELT_TEST_KEYS_BELOW_SHARE", "some")],
+    );
+    assert!(
+        stderr(&refused).contains("CAMPAIGN_ELT_TEST_KEYS_BELOW_SHARE=\"some\""),
+        "{}",
+        stderr(&refused)
+    );
+    // … before it loaded anything.
+    let client = project.db.client().await;
+    assert_eq!(
+        count(
+            &client,
+            "select count(*) from elt.events where event_id_text = 'h2'"
+        )
+        .await,
+        0
+    );
+
+    // A rebuild (here a full refresh, which also recomputes the planted row) makes every test
+    // read every row.
+    let summary = stdout_json(&project.db.run_with_env_expecting(
+        0,
+        &[
+            "refresh",
+            "--full-refresh",
+            "--json",
+            "--views-dir",
+            project.views_dir(),
+        ],
+        &[ANY_SHARE_OF_KEYS],
+    ));
+    assert_eq!(summary["data_tests_run"], shipped + 1);
+    assert_eq!(summary["data_tests_on_refreshed_keys"], 0);
+    assert_eq!(summary["data_tested_keys"], serde_json::Value::Null);
 }

@@ -92,6 +92,8 @@ fn grant_statements(roles: &RoleNames, database: &str, schemas: &[String]) -> Ve
         format!("grant select, insert, update, delete on table elt.managed_relations to {transform}"),
         format!("grant select, insert, update on table elt.refreshes, elt.runs to {transform}"),
         format!("grant select, insert on table elt.refresh_keys to {transform}"),
+        // the data tests after a refresh record what they found
+        format!("grant select, insert, update on table elt.data_test_results to {transform}"),
         // Each views/ directory is a schema; the refresh runs `create schema if not exists`.
         format!("grant create on database {database} to {transform}"),
     ];

@@ -38,6 +38,9 @@ pub(super) async fn run_recorded(
     stdout: &mut dyn Write,
 ) -> Result<i32> {
     let started = Instant::now();
+    if steps.refresh {
+        transform::test_keys_below_share()?;
+    }
     // Loading and unloading need the views too: their stale-keys queries.
     let views = ViewSet::load(global.views_dir.as_deref())?;
     let mut session = session::open_for_writing(global).await?;
@@ -267,8 +270,7 @@ async fn refresh_step(
         .insert("refresh".into(), step.elapsed().as_secs_f64());
     if summary.refresh_error.is_none() {
         let step = Instant::now();
-        summary.data_tests_run = views.tests.len() as u64;
-        summary.data_test_failures = transform::run_data_tests(client, views).await?;
+        summary.add_data_tests(transform::run_data_tests_after_refresh(client, views).await?);
         summary
             .step_seconds
             .insert("data_tests".into(), step.elapsed().as_secs_f64());

@@ -14,8 +14,7 @@ pub(super) async fn test(global: &GlobalArgs, stdout: &mut dyn Write) -> Result<
     let views = ViewSet::load(global.views_dir.as_deref())?;
     let client = session::open_for_reading(global).await?;
     let mut summary = RunSummary::new("test");
-    summary.data_tests_run = views.tests.len() as u64;
-    summary.data_test_failures = transform::run_data_tests(&client, &views).await?;
+    summary.add_data_tests(transform::run_data_tests(&client, &views).await?);
     summary.exit_code = match summary.data_test_failures.is_empty() {
         true => exit::SUCCESS,
         false => exit::DATA_TEST_FAILED,

@@ -87,6 +87,17 @@ pub struct DataTestFailure {
     pub sample: Vec<String>,
 }
 
+/// What the data tests of one command found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DataTestsSummary {
+    pub run: u64,
+    /// Of those, the tests that read only the keys refreshed since they last passed.
+    pub on_refreshed_keys: u64,
+    /// How many keys those tests read (`None` when every test read every row).
+    pub tested_keys: Option<i64>,
+    pub failures: Vec<DataTestFailure>,
+}
+
 /// What a refresh did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RefreshSummary {
@@ -123,6 +134,11 @@ pub struct RunSummary {
     pub refresh_error: Option<String>,
     pub data_test_failures: Vec<DataTestFailure>,
     pub data_tests_run: u64,
+    /// Data tests that read only the rows of the keys refreshed since they last passed (the
+    /// others read every row).
+    pub data_tests_on_refreshed_keys: u64,
+    /// The number of keys those tests read.
+    pub data_tested_keys: Option<i64>,
     pub exit_code: i32,
     /// Wall-clock seconds per step (`migrate`, `load`, `unload`, `refresh`, `data_tests`), and
     /// within `load` and `refresh` per part, as `load.copy`, `load.merge`, `load.stale_keys`
@@ -134,6 +150,14 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
+    /// Takes in what the data tests found.
+    pub fn add_data_tests(&mut self, tests: DataTestsSummary) {
+        self.data_tests_run = tests.run;
+        self.data_tests_on_refreshed_keys = tests.on_refreshed_keys;
+        self.data_tested_keys = tests.tested_keys;
+        self.data_test_failures = tests.failures;
+    }
+
     pub fn new(command: &str) -> Self {
         Self {
             schema_version: SUMMARY_SCHEMA_VERSION,
@@ -208,9 +232,15 @@ impl RunSummary {
             let _ = writeln!(out, "refresh failed: {error}");
         }
         if self.data_tests_run > 0 {
+            let scope = match (self.data_tests_on_refreshed_keys, self.data_tested_keys) {
+                (0, _) | (_, None) => String::new(),
+                (tests, Some(keys)) => format!(
+                    " ({tests} on the {keys} key(s) refreshed since they last passed, the rest on every row)"
+                ),
+            };
             let _ = writeln!(
                 out,
-                "data tests: {} run, {} failed",
+                "data tests: {} run, {} failed{scope}",
                 self.data_tests_run,
                 self.data_test_failures.len()
             );

@@ -12,7 +12,7 @@ mod plan;
 mod refresh;
 mod views;
 
-pub use data_tests::run_data_tests;
+pub use data_tests::{run_data_tests, run_data_tests_after_refresh, test_keys_below_share};
 pub use plan::{
     plan_refresh, plan_refresh_reading, Action, ManagedRelation, PlanStep, RefreshOptions,
     RefreshPlan, StaleKeysRead, Why,

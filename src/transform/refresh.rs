@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::{Client, GenericClient, Transaction};
 
 use super::plan::*;
 use super::views::*;
@@ -133,14 +133,21 @@ pub const SCAN_AT_STALE_SHARE: f64 = 0.2;
 
 /// The share from `CAMPAIGN_ELT_SCAN_AT_STALE_SHARE`, else [`SCAN_AT_STALE_SHARE`].
 fn scan_at_stale_share() -> Result<f64> {
-    match std::env::var("CAMPAIGN_ELT_SCAN_AT_STALE_SHARE") {
-        Err(_) => Ok(SCAN_AT_STALE_SHARE),
+    share_from_env(
+        "CAMPAIGN_ELT_SCAN_AT_STALE_SHARE",
+        SCAN_AT_STALE_SHARE,
+        "0 always reads the stale keys' events in one scan",
+    )
+}
+
+/// A share of rows from the environment variable `name`, else `default`; `hint` says what 0
+/// does.
+pub(super) fn share_from_env(name: &str, default: f64, hint: &str) -> Result<f64> {
+    match std::env::var(name) {
+        Err(_) => Ok(default),
         Ok(text) => match text.trim().parse::<f64>() {
             Ok(share) if share >= 0.0 && share.is_finite() => Ok(share),
-            _ => bail!(
-                "CAMPAIGN_ELT_SCAN_AT_STALE_SHARE={text:?}: expected a share of at least 0 \
-                 (0.2 is the default; 0 always reads the stale keys' events in one scan)"
-            ),
+            _ => bail!("{name}={text:?}: expected a share of at least 0 ({default} is the default; {hint})"),
         },
     }
 }
@@ -182,19 +189,7 @@ async fn most_keys_stale(
         {
             continue;
         }
-        let estimate: f32 = transaction
-            .query_one(
-                "select reltuples from pg_catalog.pg_class where oid = to_regclass($1)",
-                &[&quote_relation(&model.relation)],
-            )
-            .await?
-            .get(0);
-        let rows = if estimate >= 0.0 {
-            estimate as f64
-        } else {
-            let count = format!("select count(*) from {}", quote_relation(&model.relation));
-            transaction.query_one(&count, &[]).await?.get::<_, i64>(0) as f64
-        };
+        let rows = estimated_rows(transaction, &model.relation).await?;
         if stale_keys as f64 >= share * rows {
             by_scan.insert(
                 model.relation.clone(),
@@ -207,6 +202,23 @@ async fn most_keys_stale(
         }
     }
     Ok(by_scan)
+}
+
+/// PostgreSQL's estimate of a relation's rows (`pg_class.reltuples`), or a count of a relation
+/// never analyzed.
+pub(super) async fn estimated_rows(client: &impl GenericClient, relation: &str) -> Result<f64> {
+    let estimate: f32 = client
+        .query_one(
+            "select reltuples from pg_catalog.pg_class where oid = to_regclass($1)",
+            &[&quote_relation(relation)],
+        )
+        .await?
+        .get(0);
+    if estimate >= 0.0 {
+        return Ok(estimate as f64);
+    }
+    let count = format!("select count(*) from {}", quote_relation(relation));
+    Ok(client.query_one(&count, &[]).await?.get::<_, i64>(0) as f64)
 }
 
 /// The rows of `elt.events` this session's transaction has read so far, by PostgreSQL's own

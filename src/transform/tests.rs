@@ -554,3 +554,47 @@ fn a_stale_keys_header_that_names_another_model_is_refused() {
         "{error}"
     );
 }
+
+#[test]
+fn a_relation_is_replaced_only_where_the_code_names_it() {
+    let sql = "-- sources: reports.clicks\n\
+               select 'reports.clicks' as name, clicks.clicks, \"reports\".\"clicks\".hour\n\
+               from REPORTS.Clicks as clicks, reports.clicks_daily, my_reports.clicks\n\
+               join \"reports\".clicks on true /* reports.clicks */ where x = 'it''s reports.clicks'";
+    assert_eq!(
+        replace_references(sql, "reports.clicks", "pg_temp.clicks"),
+        "-- sources: reports.clicks\n\
+         select 'reports.clicks' as name, clicks.clicks, pg_temp.clicks.hour\n\
+         from pg_temp.clicks as clicks, reports.clicks_daily, my_reports.clicks\n\
+         join pg_temp.clicks on true /* reports.clicks */ where x = 'it''s reports.clicks'"
+    );
+}
+
+#[test]
+fn a_data_test_reads_the_refreshed_keys_only_when_its_header_says_per_key() {
+    let test = |sql: &str| {
+        ViewSet::from_files("test".into(), vec![file("tests/t.sql", sql)])
+            .map(|views| views.tests[0].per_key)
+    };
+    assert!(!test("select 1 where false").unwrap());
+    assert!(test("-- test: t\n-- scope: per key\nselect 1 where false").unwrap());
+    assert!(test("-- Scope: Per Key\nselect 1 where false").unwrap());
+    let error = test("-- scope: per customer\nselect 1 where false").unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("tests/t.sql: unknown scope \"per customer\""),
+        "{error}"
+    );
+    let checksum = |sql: &str| {
+        ViewSet::from_files("test".into(), vec![file("tests/t.sql", sql)])
+            .unwrap()
+            .tests[0]
+            .checksum
+            .clone()
+    };
+    assert_ne!(
+        checksum("select 1 where false"),
+        checksum("select 2 where false")
+    );
+}

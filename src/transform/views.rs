@@ -137,6 +137,34 @@ pub struct DataTest {
     pub name: String,
     pub path: String,
     pub sql: String,
+    /// blake3 of the file's text: a changed test reads every row once.
+    pub checksum: String,
+    /// The header `-- scope: per key`: a key's offending rows depend only on the rows of that
+    /// key, so after incremental refreshes the test may read only the keys they recomputed.
+    pub per_key: bool,
+}
+
+/// The header line that lets a data test read only the refreshed keys.
+pub(super) const PER_KEY_SCOPE: &str = "per key";
+
+impl DataTest {
+    fn parse(name: &str, path: &str, sql: String) -> Result<DataTest> {
+        let per_key = match header_value(&sql, "scope") {
+            None => false,
+            Some(value) if value.eq_ignore_ascii_case(PER_KEY_SCOPE) => true,
+            Some(other) => bail!(
+                "{path}: unknown scope {other:?}: the header `-- scope: {PER_KEY_SCOPE}` lets the \
+                 test read only the keys a refresh recomputed; without it the test reads every row"
+            ),
+        };
+        Ok(DataTest {
+            name: name.to_owned(),
+            path: path.to_owned(),
+            checksum: blake3::hash(sql.as_bytes()).to_hex()[..32].to_owned(),
+            per_key,
+            sql,
+        })
+    }
 }
 
 /// The models of a views directory in dependency order, and its data tests.
@@ -229,7 +257,7 @@ impl ViewSet {
             match parts.as_slice() {
                 [TESTS_DIRECTORY, name] => {
                     check_identifier(name, &path)?;
-                    tests.push(DataTest { name: name.to_string(), path: path.clone(), sql });
+                    tests.push(DataTest::parse(name, &path, sql)?);
                 }
                 [schema, name] => {
                     if let Some(kind) = CompanionKind::of_path(&path) {
@@ -472,65 +500,143 @@ pub(super) fn parse_model(relation: &str, path: &str, sql: String) -> Result<Mod
     })
 }
 
+/// What a piece of SQL text is, as far as finding relation names in it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lexeme {
+    Code,
+    /// `-- …` up to and including its newline.
+    LineComment,
+    /// `/* … */`.
+    BlockComment,
+    /// `'…'` (a doubled quote inside is two literals side by side).
+    String,
+}
+
+/// `sql` cut into code, comments and string literals, in order; the pieces join back to `sql`.
+fn lexemes(sql: &str) -> Vec<(Lexeme, &str)> {
+    let bytes = sql.as_bytes();
+    let mut pieces = Vec::new();
+    let (mut code_start, mut at) = (0, 0);
+    while at < bytes.len() {
+        let (kind, end) = match (bytes[at], bytes.get(at + 1)) {
+            (b'-', Some(b'-')) => (
+                Lexeme::LineComment,
+                sql[at..]
+                    .find('\n')
+                    .map_or(sql.len(), |newline| at + newline + 1),
+            ),
+            (b'/', Some(b'*')) => (
+                Lexeme::BlockComment,
+                sql[at + 2..]
+                    .find("*/")
+                    .map_or(sql.len(), |close| at + 2 + close + 2),
+            ),
+            (b'\'', _) => (
+                Lexeme::String,
+                sql[at + 1..]
+                    .find('\'')
+                    .map_or(sql.len(), |close| at + 1 + close + 1),
+            ),
+            _ => {
+                at += 1;
+                continue;
+            }
+        };
+        if code_start < at {
+            pieces.push((Lexeme::Code, &sql[code_start..at]));
+        }
+        pieces.push((kind, &sql[at..end]));
+        (code_start, at) = (end, end);
+    }
+    if code_start < sql.len() {
+        pieces.push((Lexeme::Code, &sql[code_start..]));
+    }
+    pieces
+}
+
 /// Removes `--` and `/* */` comments and the contents of string literals, so that names in them
 /// do not count as references.
 pub(super) fn strip_comments_and_strings(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len());
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '-' if chars.peek() == Some(&'-') => {
-                for c in chars.by_ref() {
-                    if c == '\n' {
-                        out.push('\n');
-                        break;
-                    }
-                }
-            }
-            '/' if chars.peek() == Some(&'*') => {
-                chars.next();
-                let mut previous = ' ';
-                for c in chars.by_ref() {
-                    if previous == '*' && c == '/' {
-                        break;
-                    }
-                    previous = c;
-                }
-                out.push(' ');
-            }
-            '\'' => {
-                for c in chars.by_ref() {
-                    if c == '\'' {
-                        break;
-                    }
-                }
-                out.push_str("''");
-            }
-            _ => out.push(c),
+    for (kind, text) in lexemes(sql) {
+        match kind {
+            Lexeme::Code => out.push_str(text),
+            Lexeme::LineComment if text.ends_with('\n') => out.push('\n'),
+            Lexeme::LineComment => {}
+            Lexeme::BlockComment => out.push(' '),
+            Lexeme::String => out.push_str("''"),
         }
     }
     out
 }
 
-/// Whether `code` mentions `schema.name` as a whole word (optionally with quoted parts).
-pub(super) fn references(code: &str, relation: &str) -> bool {
+/// The spellings of `schema.name` in SQL code, lower case (with and without quoted parts).
+fn spellings(relation: &str) -> [String; 4] {
     let (schema, name) = relation.split_once('.').unwrap_or(("", relation));
-    let spellings = [
+    [
         format!("{schema}.{name}"),
         format!("\"{schema}\".\"{name}\""),
         format!("\"{schema}\".{name}"),
         format!("{schema}.\"{name}\""),
-    ];
-    spellings.iter().any(|spelling| {
-        code.match_indices(spelling.as_str()).any(|(start, _)| {
-            let before = code[..start].chars().next_back();
-            let after = code[start + spelling.len()..].chars().next();
-            let is_word = |c: Option<char>| {
-                c.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.' || c == '"')
-            };
-            !is_word(before) && !is_word(after)
-        })
+    ]
+}
+
+/// Where `code` (lower case) names `spelling` as a whole word: byte offsets of each match. With
+/// `column_after`, a match may be followed by `.column` (`schema.name.column` names it too).
+fn whole_word_matches<'a>(
+    code: &'a str,
+    spelling: &'a str,
+    column_after: bool,
+) -> impl Iterator<Item = usize> + 'a {
+    let is_word = |c: Option<char>| {
+        c.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.' || c == '"')
+    };
+    code.match_indices(spelling).filter_map(move |(start, _)| {
+        let before = code[..start].chars().next_back();
+        let after = code[start + spelling.len()..].chars().next();
+        let after_ok = !is_word(after) || (column_after && after == Some('.'));
+        (!is_word(before) && after_ok).then_some(start)
     })
+}
+
+/// Whether `code` mentions `schema.name` as a whole word (optionally with quoted parts).
+pub(super) fn references(code: &str, relation: &str) -> bool {
+    spellings(relation)
+        .iter()
+        .any(|spelling| whole_word_matches(code, spelling, false).next().is_some())
+}
+
+/// `sql` with every reference to `relation` in its code (not in comments or strings; any case,
+/// quoted parts or not) replaced by `replacement`.
+pub(super) fn replace_references(sql: &str, relation: &str, replacement: &str) -> String {
+    let spellings = spellings(relation);
+    let mut out = String::with_capacity(sql.len());
+    for (kind, text) in lexemes(sql) {
+        if kind != Lexeme::Code {
+            out.push_str(text);
+            continue;
+        }
+        // ASCII lower case keeps byte offsets, so matches in it index `text` too.
+        let lower = text.to_ascii_lowercase();
+        let mut matches: Vec<(usize, usize)> = spellings
+            .iter()
+            .flat_map(|spelling| {
+                whole_word_matches(&lower, spelling, true)
+                    .map(|start| (start, start + spelling.len()))
+            })
+            .collect();
+        matches.sort_unstable();
+        let mut copied = 0;
+        for (start, end) in matches {
+            if start >= copied {
+                out.push_str(&text[copied..start]);
+                out.push_str(replacement);
+                copied = end;
+            }
+        }
+        out.push_str(&text[copied..]);
+    }
+    out
 }
 
 /// Orders models so that each comes after what it depends on (ties by path); fails on a cycle.

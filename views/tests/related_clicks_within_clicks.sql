@@ -1,6 +1,7 @@
 -- test: a click is counted at most once, so an hour cannot have more related clicks than clicks
 -- grain: one row per offending customer and UTC hour (zero rows = pass)
 -- sources: reports.click_through_rate, reports.clicks
+-- scope: per key
 -- owner: analytics
 
 with click_through_rate as (

@@ -1,6 +1,7 @@
 -- test: every report hour is the start of a UTC hour, whatever the session's TimeZone
 -- grain: one row per offending report row (zero rows = pass)
 -- sources: reports.page_loads, reports.clicks, reports.unique_user_clicks, reports.click_through_rate
+-- scope: per key
 -- owner: analytics
 
 with page_loads as (

@@ -2,7 +2,12 @@
 -- page loads
 -- grain: one row per offending report row (zero rows = pass)
 -- sources: reports.page_loads, reports.clicks, reports.unique_user_clicks, reports.click_through_rate
+-- scope: per key
 -- owner: analytics
+--
+-- A row with a NULL key belongs to no key, so a run that tests only the refreshed keys cannot see
+-- one; only a rebuild can write one (an incremental refresh inserts the rows of its keys), and
+-- after a rebuild this test reads every row.
 
 with page_loads as (
     select * from reports.page_loads

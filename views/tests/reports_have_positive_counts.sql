@@ -2,6 +2,7 @@
 -- clicking users than clicks
 -- grain: one row per offending report row (zero rows = pass)
 -- sources: reports.page_loads, reports.clicks, reports.unique_user_clicks
+-- scope: per key
 -- owner: analytics
 
 with page_loads as (
