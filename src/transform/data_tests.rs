@@ -100,11 +100,15 @@ pub async fn run_data_tests_after_refresh(
         };
         let mut keys = None;
         if let Some(since) = since {
-            if !keys_since.contains_key(&since) {
-                let few = keys_to_test(&transaction, since, most_keys).await?;
-                keys_since.insert(since, few);
-            }
-            keys = keys_since[&since].map(|count| (since, count));
+            let few = match keys_since.get(&since) {
+                Some(few) => *few,
+                None => {
+                    let few = keys_to_test(&transaction, since, most_keys).await?;
+                    keys_since.insert(since, few);
+                    few
+                }
+            };
+            keys = few.map(|count| (since, count));
         }
         let sql = match keys {
             Some((since, count)) => {
