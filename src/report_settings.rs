@@ -51,6 +51,7 @@ pub struct RequestedSettings {
 }
 
 impl RequestedSettings {
+    /// The settings asked for, over `base`, in canonical form ([`ReportSettings::canonical`]).
     pub fn apply_to(&self, base: &ReportSettings) -> ReportSettings {
         ReportSettings {
             click_through_window_seconds: self
@@ -65,23 +66,60 @@ impl RequestedSettings {
                 .clone()
                 .unwrap_or_else(|| base.accepted_event_types.clone()),
         }
+        .canonical()
     }
 }
 
-/// Parses a source time zone name (`UTC` or an IANA name such as `Europe/Berlin`).
-pub fn parse_time_zone(name: &str) -> Result<SourceTimeZone> {
-    if name.eq_ignore_ascii_case("utc") {
-        return Ok(SourceTimeZone::Utc);
+/// Names of the zone that is always UTC, which the IANA database keeps as links to `Etc/UTC`.
+const UTC_NAMES: [&str; 8] = [
+    "UTC",
+    "Etc/UTC",
+    "UCT",
+    "Etc/UCT",
+    "Zulu",
+    "Etc/Zulu",
+    "Universal",
+    "Etc/Universal",
+];
+
+/// A time zone name as the IANA database spells it (`europe/berlin` is `Europe/Berlin`), and
+/// `UTC` for every name of UTC; `None` for an unknown name.
+fn canonical_time_zone(name: &str) -> Option<&'static str> {
+    if UTC_NAMES.iter().any(|utc| utc.eq_ignore_ascii_case(name)) {
+        return Some("UTC");
     }
-    match name.parse::<chrono_tz::Tz>() {
-        Ok(zone) => Ok(SourceTimeZone::Named(zone)),
-        Err(_) => {
+    chrono_tz::TZ_VARIANTS
+        .iter()
+        .map(|zone| zone.name())
+        .find(|known| known.eq_ignore_ascii_case(name))
+}
+
+/// Parses a source time zone name (`UTC` or an IANA name such as `Europe/Berlin`, in any case).
+pub fn parse_time_zone(name: &str) -> Result<SourceTimeZone> {
+    match canonical_time_zone(name) {
+        Some("UTC") => Ok(SourceTimeZone::Utc),
+        Some(known) => Ok(SourceTimeZone::Named(
+            known.parse::<chrono_tz::Tz>().map_err(anyhow::Error::msg)?,
+        )),
+        None => {
             bail!("unknown time zone {name:?} (expected UTC or an IANA name such as Europe/Berlin)")
         }
     }
 }
 
 impl ReportSettings {
+    /// The same settings spelled one way, so that equal settings compare equal: the time zone
+    /// as the IANA database names it (any `UTC` alias is `UTC`), the event types sorted and
+    /// without repeats (a set; names stay case-sensitive, as the loader compares them).
+    pub fn canonical(mut self) -> ReportSettings {
+        if let Some(zone) = canonical_time_zone(&self.source_time_zone) {
+            self.source_time_zone = zone.to_owned();
+        }
+        self.accepted_event_types.sort();
+        self.accepted_event_types.dedup();
+        self
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.click_through_window_seconds < 0 {
             bail!("the click-through window must not be negative");
@@ -112,10 +150,13 @@ pub async fn stored(client: &impl GenericClient) -> Result<Option<ReportSettings
         )
         .await
         .context("cannot read elt.settings")?;
-    Ok(row.map(|row| ReportSettings {
-        click_through_window_seconds: row.get(0),
-        source_time_zone: row.get(1),
-        accepted_event_types: row.get(2),
+    Ok(row.map(|row| {
+        ReportSettings {
+            click_through_window_seconds: row.get(0),
+            source_time_zone: row.get(1),
+            accepted_event_types: row.get(2),
+        }
+        .canonical()
     }))
 }
 
@@ -221,6 +262,57 @@ mod tests {
         let effective = requested.apply_to(&base);
         assert_eq!(effective.click_through_window_seconds, 60);
         assert_eq!(effective.source_time_zone, "UTC");
+    }
+
+    #[test]
+    fn settings_compare_by_canonical_zone_and_set_of_types() {
+        let settings = |zone: &str, types: &[&str]| {
+            RequestedSettings {
+                source_time_zone: Some(zone.into()),
+                accepted_event_types: Some(types.iter().map(|t| t.to_string()).collect()),
+                ..Default::default()
+            }
+            .apply_to(&ReportSettings::default())
+        };
+        let stored = settings(
+            "Europe/Berlin",
+            &["ReferralPageLoad", "ReferralRecommendClick"],
+        );
+        assert_eq!(
+            settings(
+                "EUROPE/berlin",
+                &[
+                    "ReferralRecommendClick",
+                    "ReferralPageLoad",
+                    "ReferralPageLoad"
+                ]
+            ),
+            stored
+        );
+        assert_eq!(stored.source_time_zone, "Europe/Berlin");
+        assert_ne!(
+            settings(
+                "Europe/Berlin",
+                &["referralpageload", "ReferralRecommendClick"]
+            ),
+            stored
+        );
+        assert_ne!(
+            settings(
+                "Europe/Paris",
+                &["ReferralPageLoad", "ReferralRecommendClick"]
+            ),
+            stored
+        );
+        for utc in ["utc", "UTC", "Etc/UTC", "Zulu", "etc/universal"] {
+            assert_eq!(settings(utc, &["x"]).source_time_zone, "UTC", "{utc}");
+            assert_eq!(parse_time_zone(utc).unwrap(), SourceTimeZone::Utc);
+        }
+        // An unknown name stays as given, for validate() to refuse.
+        assert_eq!(
+            settings("Mars/Olympus", &["x"]).source_time_zone,
+            "Mars/Olympus"
+        );
     }
 
     #[test]

@@ -269,6 +269,60 @@ async fn libpq_variables_are_used_when_no_url_is_given() {
 }
 
 #[tokio::test]
+async fn the_same_settings_spelled_another_way_are_no_change() {
+    let db = TestDatabase::new().await;
+    let night = fixture("second_night.jsonl");
+    db.run_expecting(
+        0,
+        &[
+            "run",
+            "--source-time-zone",
+            "Europe/Berlin",
+            "--event-types",
+            "ReferralPageLoad,ReferralRecommendClick,FaqClick",
+            &fixture("first_night.jsonl"),
+        ],
+    );
+    // The zone in another case, the types in another order and repeated: the same settings.
+    db.run_expecting(
+        0,
+        &[
+            "run",
+            "--source-time-zone",
+            "europe/BERLIN",
+            "--event-types",
+            "FaqClick,ReferralRecommendClick,ReferralPageLoad,FaqClick",
+            &night,
+        ],
+    );
+    // Event types compare case-sensitively, and another zone is another zone.
+    for (flag, value) in [
+        (
+            "--event-types",
+            "ReferralPageLoad,ReferralRecommendClick,faqclick",
+        ),
+        ("--event-types", "ReferralPageLoad,ReferralRecommendClick"),
+        ("--source-time-zone", "Europe/Paris"),
+    ] {
+        let output = db.run_expecting(1, &["run", flag, value, &night]);
+        assert!(stderr(&output).contains("--full-refresh"), "{flag} {value}");
+    }
+    // Every name of UTC is UTC.
+    let utc = TestDatabase::new().await;
+    utc.run_first_night();
+    for name in ["utc", "Etc/UTC", "zulu"] {
+        utc.run_expecting(0, &["run", "--source-time-zone", name, &night]);
+    }
+    let client = utc.client().await;
+    let stored: String = client
+        .query_one("select source_time_zone from elt.settings", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, "UTC");
+}
+
+#[tokio::test]
 async fn changed_report_settings_are_refused_unless_full_refresh() {
     let db = TestDatabase::new().await;
     db.run_first_night();
