@@ -329,6 +329,45 @@ async fn a_deleted_file_drops_its_relation_and_only_that() {
 }
 
 #[tokio::test]
+async fn removed_files_are_dropped_readers_first_whatever_their_names() {
+    // A view and the table it reads, built in one refresh (the same `built_at`), named so that
+    // name order would drop the table first.
+    let table = "-- materialized: table\nselect customer_id, sum(clicks) as clicks from reports.clicks group by customer_id\n";
+    let view = "-- materialized: view\nselect customer_id, clicks from reports.z_t\n";
+    let project = Project::new().await;
+    project.write("reports/z_t.sql", table);
+    project.write("reports/a_v.sql", view);
+    project.first_night();
+    assert!(exists(&project.db, "reports.a_v").await);
+    project.remove("reports/a_v.sql");
+    project.remove("reports/z_t.sql");
+    let (_, dropped) = refresh_json(&project, &[]);
+    assert_eq!(dropped, ["reports.a_v", "reports.z_t"]);
+    assert!(!exists(&project.db, "reports.a_v").await);
+    assert!(!exists(&project.db, "reports.z_t").await);
+
+    // A changed view that stops reading a table whose file is removed in the same refresh.
+    let project = Project::new().await;
+    project.write("reports/z_t.sql", table);
+    project.write("reports/a_v.sql", view);
+    project.first_night();
+    project.remove("reports/z_t.sql");
+    project.write(
+        "reports/a_v.sql",
+        "-- materialized: view\nselect customer_id, clicks from reports.clicks\n",
+    );
+    let (rebuilt, dropped) = refresh_json(&project, &[]);
+    assert_eq!(rebuilt, ["reports.a_v"]);
+    assert_eq!(dropped, ["reports.z_t"]);
+    assert!(!exists(&project.db, "reports.z_t").await);
+    let client = project.db.client().await;
+    assert_eq!(
+        count(&client, "select count(*) from reports.a_v").await,
+        count(&client, "select count(*) from reports.clicks").await
+    );
+}
+
+#[tokio::test]
 async fn an_analysts_own_view_on_a_report_stops_its_rebuild_and_survives() {
     let project = Project::new().await;
     project.first_night();

@@ -25,15 +25,40 @@ pub struct ManagedRelation {
     pub checksum: String,
     /// The file it was built from, relative to its views directory.
     pub source_path: String,
+    /// The relations the tool created that read this one (views and materialized views on it),
+    /// as PostgreSQL records their dependencies: they must be dropped first.
+    pub read_by: BTreeSet<String>,
 }
 
-/// The relations the tool created, newest first: the reverse of an order they could be built in
-/// (a relation is always rebuilt after what it reads), so a safe order to drop them in.
+/// The relations the tool created, newest first, each with the managed relations that read it
+/// (from `pg_depend`: a view's rewrite rule depends on every relation it reads). Everything one
+/// refresh builds has the same `built_at`, so the order alone is no safe order to drop them in;
+/// the plan orders drops by `read_by`.
 pub(super) async fn managed_relations(client: &impl GenericClient) -> Result<Vec<ManagedRelation>> {
     let rows = client
         .query(
-            "select relation_name, materialized, checksum, source_path from elt.managed_relations
-             order by built_at desc, relation_name desc",
+            "with managed as (
+                 select relation_name, to_regclass(quote_ident(split_part(relation_name, '.', 1))
+                     || '.' || quote_ident(split_part(relation_name, '.', 2))) as oid
+                 from elt.managed_relations
+             ),
+             readers as (
+                 select referenced.relation_name, array_agg(distinct reader.relation_name) as read_by
+                 from managed as referenced
+                 join pg_catalog.pg_depend as dependency
+                     on dependency.refclassid = 'pg_catalog.pg_class'::regclass
+                     and dependency.refobjid = referenced.oid
+                     and dependency.classid = 'pg_catalog.pg_rewrite'::regclass
+                 join pg_catalog.pg_rewrite as rule on rule.oid = dependency.objid
+                 join managed as reader on reader.oid = rule.ev_class
+                 where reader.oid <> referenced.oid
+                 group by referenced.relation_name
+             )
+             select relations.relation_name, relations.materialized, relations.checksum,
+                 relations.source_path, coalesce(readers.read_by, '{}')
+             from elt.managed_relations as relations
+             left join readers using (relation_name)
+             order by relations.built_at desc, relations.relation_name desc",
             &[],
         )
         .await
@@ -45,6 +70,7 @@ pub(super) async fn managed_relations(client: &impl GenericClient) -> Result<Vec
             materialized: Materialization::parse(row.get(1)).unwrap_or(Materialization::Table),
             checksum: row.get(2),
             source_path: row.get(3),
+            read_by: row.get::<_, Vec<String>>(4).into_iter().collect(),
         })
         .collect())
 }
@@ -271,9 +297,10 @@ pub fn plan_refresh_reading(
         )],
     };
     let present: BTreeSet<&str> = views.models.iter().map(|m| m.relation.as_str()).collect();
+    let mut drops = Vec::new();
     for relation in managed {
         if !present.contains(relation.relation.as_str()) {
-            steps.push(drop(relation, &relation.source_path, Why::Removed));
+            drops.push(drop(relation, &relation.source_path, Why::Removed));
         }
     }
     for model in views.models.iter().rev() {
@@ -281,9 +308,10 @@ pub fn plan_refresh_reading(
             rebuild.get(model.relation.as_str()),
             recorded.get(model.relation.as_str()),
         ) {
-            steps.push(drop(relation, &model.path, why.clone()));
+            drops.push(drop(relation, &model.path, why.clone()));
         }
     }
+    steps.extend(readers_first(drops, &recorded));
     for (index, model) in views.models.iter().enumerate() {
         let why = rebuild.get(model.relation.as_str());
         if let (Some(delta), None) = (&model.delta, why) {
@@ -318,6 +346,28 @@ pub fn plan_refresh_reading(
         full_refresh,
         steps,
     }
+}
+
+/// The drops in an order PostgreSQL accepts: each relation after every relation being dropped
+/// that reads it (as recorded when it was built), else in the given order.
+fn readers_first(
+    mut drops: Vec<PlanStep>,
+    recorded: &BTreeMap<&str, &ManagedRelation>,
+) -> Vec<PlanStep> {
+    let mut ordered = Vec::with_capacity(drops.len());
+    while !drops.is_empty() {
+        let read_by_none_left = |step: &PlanStep| {
+            recorded.get(step.relation.as_str()).is_none_or(|relation| {
+                !drops
+                    .iter()
+                    .any(|other| relation.read_by.contains(&other.relation))
+            })
+        };
+        // A cycle cannot happen (a view cannot read what reads it); drop in order if it did.
+        let next = drops.iter().position(read_by_none_left).unwrap_or(0);
+        ordered.push(drops.remove(next));
+    }
+    ordered
 }
 
 /// The statements that build or refresh one model.

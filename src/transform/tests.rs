@@ -1,6 +1,6 @@
 //! Tests of reading view files, their order and the refresh plan.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::plan::*;
 use super::refresh::*;
@@ -169,6 +169,7 @@ fn recorded(views: &ViewSet) -> Vec<ManagedRelation> {
             materialized: model.materialized,
             checksum: model.checksum.clone(),
             source_path: model.path.clone(),
+            read_by: BTreeSet::new(),
         })
         .collect()
 }
@@ -253,6 +254,7 @@ fn plans_a_change_as_drops_downstream_first_then_builds() {
             materialized: Materialization::View,
             checksum: "x".into(),
             source_path: "reports/gone.sql".into(),
+            read_by: BTreeSet::new(),
         },
     );
     let plan = plan_refresh(&views, &managed, false);
