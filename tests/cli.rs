@@ -409,6 +409,37 @@ async fn reports_print_as_table_csv_and_json_with_filters() {
     assert_eq!(rows.as_array().unwrap().len(), 1);
     assert_eq!(rows[0]["clicks"], 1);
     db.run_expecting(1, &["report", "no_such_report"]);
+
+    // The rate prints with every digit PostgreSQL's numeric has, in every format (one hour
+    // with 3 page loads: a rate of n/3 has no exact binary float).
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "update reports.click_through_rate set page_loads = 3, related_clicks = 1,
+                 click_through_rate = 1::numeric / 3
+             where customer_id = 1 and hour = '2022-01-01 00:00+00'",
+        )
+        .await
+        .unwrap();
+    let exact = "0.33333333333333333333";
+    let only_that_hour = [
+        "report",
+        "click_through_rate",
+        "--customer-id",
+        "1",
+        "--to",
+        "2022-01-01T01:00:00Z",
+        "--format",
+    ];
+    let csv = stdout(&db.run_expecting(0, &[&only_that_hour[..], &["csv"]].concat()));
+    assert!(csv.ends_with(&format!(",3,1,{exact}\n")), "{csv}");
+    let json = stdout(&db.run_expecting(0, &[&only_that_hour[..], &["json"]].concat()));
+    assert!(
+        json.contains(&format!("\"click_through_rate\": {exact}")),
+        "{json}"
+    );
+    let table = stdout(&db.run_expecting(0, &[&only_that_hour[..], &["table"]].concat()));
+    assert!(table.contains(exact), "{table}");
 }
 
 #[tokio::test]

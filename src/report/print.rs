@@ -1,11 +1,13 @@
 //! Prints a report relation in the terminal: a table, CSV or JSON, filtered by customer and hour.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
 use tokio_postgres::Client;
 
 use crate::db::{database_message, quote_ident, quote_relation};
@@ -107,11 +109,16 @@ pub async fn print_report(client: &Client, args: &ReportQuery, out: &mut dyn Wri
         .query(&sql, &params)
         .await
         .map_err(|e| anyhow!("{relation}: {}", database_message(&e)))?;
-    let records: Vec<Map<String, Value>> = rows
+    // Each value as PostgreSQL wrote it into the JSON (a numeric keeps all its digits: parsed
+    // into a float, a rate of 1/27 would print as 0.037037037037037035).
+    let records: Vec<BTreeMap<String, Box<RawValue>>> = rows
         .iter()
-        .map(|row| serde_json::from_str::<Map<String, Value>>(row.get::<_, &str>(0)))
+        .map(|row| serde_json::from_str(row.get::<_, &str>(0)))
         .collect::<Result<_, _>>()
         .context("cannot decode report rows")?;
+    let cell = |record: &BTreeMap<String, Box<RawValue>>, column: &str| -> Result<String> {
+        raw_cell_text(record.get(column).map(|value| value.get()))
+    };
     match args.format {
         ReportFormat::Json => {
             serde_json::to_writer_pretty(&mut *out, &records)?;
@@ -121,7 +128,11 @@ pub async fn print_report(client: &Client, args: &ReportQuery, out: &mut dyn Wri
             let mut writer = csv::Writer::from_writer(&mut *out);
             writer.write_record(&columns)?;
             for record in &records {
-                writer.write_record(columns.iter().map(|column| cell_text(record.get(column))))?;
+                let cells: Vec<String> = columns
+                    .iter()
+                    .map(|column| cell(record, column))
+                    .collect::<Result<_>>()?;
+                writer.write_record(cells)?;
             }
             writer.flush()?;
         }
@@ -129,13 +140,29 @@ pub async fn print_report(client: &Client, args: &ReportQuery, out: &mut dyn Wri
             let mut table = Table::new();
             table.load_preset(UTF8_FULL_CONDENSED).set_header(&columns);
             for record in &records {
-                table.add_row(columns.iter().map(|column| cell_text(record.get(column))));
+                let cells: Vec<String> = columns
+                    .iter()
+                    .map(|column| cell(record, column))
+                    .collect::<Result<_>>()?;
+                table.add_row(cells);
             }
             writeln!(out, "{table}")?;
             writeln!(out, "{} row(s) from {relation}", records.len())?;
         }
     }
     Ok(records.len() as u64)
+}
+
+/// A cell from a JSON value as PostgreSQL's `row_to_json` wrote it: strings unquoted, NULL empty,
+/// numbers and booleans as written (every digit of a numeric).
+fn raw_cell_text(json: Option<&str>) -> Result<String> {
+    match json {
+        None | Some("null") => Ok(String::new()),
+        Some(text) if text.starts_with('"') => {
+            serde_json::from_str::<String>(text).context("cannot decode a report value")
+        }
+        Some(text) => Ok(text.to_owned()),
+    }
 }
 
 pub(super) fn cell_text(value: Option<&Value>) -> String {
