@@ -279,3 +279,178 @@ async fn passwords_never_appear_in_any_output() {
         }
     }
 }
+
+/// A self-signed X.509 v1 certificate for `localhost` and its key, made with openssl (whose
+/// `x509 -req` without extensions writes v1, as Citus's `citus-auto-ssl` does): (cert, key) PEM.
+fn v1_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key, request) = (dir.join("v1.crt"), dir.join("v1.key"), dir.join("v1.csr"));
+    let openssl = |args: &[&str]| {
+        let output = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl makes the test's certificate");
+        assert!(output.status.success(), "openssl {args:?}: {output:?}");
+    };
+    let path = |path: &PathBuf| path.to_str().unwrap().to_owned();
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        &path(&key),
+        "-out",
+        &path(&request),
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-days",
+        "2",
+        "-in",
+        &path(&request),
+        "-signkey",
+        &path(&key),
+        "-out",
+        &path(&cert),
+    ]);
+    let text = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in", &path(&cert)])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("Version: 1 (0x0)"));
+    (cert, key)
+}
+
+/// A certificate resolver that serves one certificate and key whatever the client asks.
+#[derive(Debug)]
+struct Serve(std::sync::Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for Serve {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+/// What the fake server answers once the handshake is done, as a PostgreSQL error.
+const HANDSHAKE_DONE: &str = "fake server: the TLS handshake succeeded";
+
+/// A TCP endpoint that speaks as much of PostgreSQL's protocol as a TLS test needs: it accepts
+/// the SSLRequest, completes the handshake with `cert`/`key`, reads the startup message and
+/// answers with a FATAL error saying [`HANDSHAKE_DONE`]. Serves connections until dropped.
+async fn fake_tls_server(cert: &Path, key: &Path) -> (u16, tokio::task::JoinHandle<()>) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let certs = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    // rustls's own `with_single_cert` refuses a v1 certificate; a resolver serves it as is.
+    let signing_key = provider.key_provider.load_private_key(key).unwrap();
+    let served = std::sync::Arc::new(rustls::sign::CertifiedKey::new(certs, signing_key));
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_cert_resolver(std::sync::Arc::new(Serve(served)));
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let mut request = [0u8; 8];
+                socket.read_exact(&mut request).await?;
+                // length 8, code 80877103: the SSLRequest
+                assert_eq!(request, [0, 0, 0, 8, 4, 210, 22, 47], "an SSLRequest first");
+                socket.write_all(b"S").await?;
+                let mut tls = acceptor.accept(socket).await?;
+                let mut length = [0u8; 4];
+                tls.read_exact(&mut length).await?;
+                let mut startup = vec![0u8; u32::from_be_bytes(length) as usize - 4];
+                tls.read_exact(&mut startup).await?;
+                let mut fields = Vec::new();
+                for (code, value) in [
+                    (b'S', "FATAL"),
+                    (b'V', "FATAL"),
+                    (b'C', "28000"),
+                    (b'M', HANDSHAKE_DONE),
+                ] {
+                    fields.push(code);
+                    fields.extend_from_slice(value.as_bytes());
+                    fields.push(0);
+                }
+                fields.push(0);
+                let mut message = vec![b'E'];
+                message.extend_from_slice(&(fields.len() as u32 + 4).to_be_bytes());
+                message.extend_from_slice(&fields);
+                tls.write_all(&message).await?;
+                tls.shutdown().await?;
+                Ok::<_, std::io::Error>(())
+            });
+        }
+    });
+    (port, server)
+}
+
+/// libpq encrypts without verifying with sslmode=prefer and require; so must the tool with a
+/// server whose certificate is X.509 v1 (Citus's self-signed one is), which certificate
+/// verification refuses. verify-ca and verify-full keep verifying, and say what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefer_and_require_reach_a_server_with_an_x509_v1_certificate() {
+    let home = tempfile::tempdir().unwrap();
+    let (cert, key) = v1_certificate(home.path());
+    let (port, server) = fake_tls_server(&cert, &key).await;
+    let url = |query: &str| {
+        format!("postgresql://postgres@localhost:{port}/postgres?hostaddr=127.0.0.1&{query}")
+    };
+    let run = |url: String| {
+        let home = home.path().to_owned();
+        tokio::task::spawn_blocking(move || run_with_home(&home, &url, &["status"]))
+    };
+    for mode in ["sslmode=prefer", "sslmode=require"] {
+        let output = run(url(mode)).await.unwrap();
+        assert_exit(&output, 1, mode);
+        assert!(
+            stderr(&output).contains(HANDSHAKE_DONE),
+            "{mode}: {}",
+            stderr(&output)
+        );
+    }
+    let root = format!("sslrootcert={}", cert.display());
+    for mode in ["sslmode=verify-ca", "sslmode=verify-full"] {
+        let output = run(url(&format!("{mode}&{root}"))).await.unwrap();
+        assert_exit(&output, 1, mode);
+        let stderr = stderr(&output);
+        assert!(
+            !stderr.contains(HANDSHAKE_DONE),
+            "{mode} connected: {stderr}"
+        );
+        assert!(
+            stderr.contains("X.509 v1") && stderr.contains("reissue it as an X.509 v3"),
+            "{mode}: {stderr}"
+        );
+    }
+    // As in libpq, require with a root certificate file verifies the chain (verify-ca).
+    let output = run(url(&format!("sslmode=require&{root}"))).await.unwrap();
+    assert!(
+        stderr(&output).contains("reissue it as an X.509 v3"),
+        "{}",
+        stderr(&output)
+    );
+    server.abort();
+}

@@ -6,11 +6,15 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{verify_server_cert_signed_by_trust_anchor, verify_server_name};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
+use rustls::crypto::{
+    verify_tls12_signature, verify_tls13_signature, verify_tls13_signature_with_raw_key,
+    WebPkiSupportedAlgorithms,
+};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use x509_cert::der::{Decode, Encode};
 
 /// Where the trusted root certificates come from (`sslrootcert`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,14 +130,15 @@ impl ServerCertVerifier for Verifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         if let Some(roots) = &self.roots {
-            let cert = ParsedCertificate::try_from(end_entity)?;
+            let cert = ParsedCertificate::try_from(end_entity).map_err(explain_v1)?;
             verify_server_cert_signed_by_trust_anchor(
                 &cert,
                 roots,
                 intermediates,
                 now,
                 self.algorithms.all,
-            )?;
+            )
+            .map_err(explain_v1)?;
             if self.check_name {
                 verify_server_name(&cert, server_name)?;
             }
@@ -147,7 +152,30 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.algorithms)
+        if self.roots.is_some() {
+            return verify_tls12_signature(message, cert, dss, &self.algorithms);
+        }
+        let spki = public_key_of(cert)?;
+        let key = webpki::RawPublicKeyEntity::try_from(&spki)
+            .map_err(|error| bad_certificate(format!("its public key: {error}")))?;
+        // TLS 1.2 names no single algorithm for a scheme: try each, as rustls does.
+        let candidates = self
+            .algorithms
+            .mapping
+            .iter()
+            .find(|(scheme, _)| *scheme == dss.scheme)
+            .map(|(_, algorithms)| *algorithms)
+            .ok_or(rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme)?;
+        for algorithm in candidates {
+            match key.verify_signature(*algorithm, message, dss.signature()) {
+                Ok(()) => return Ok(HandshakeSignatureValid::assertion()),
+                Err(webpki::Error::UnsupportedSignatureAlgorithmForPublicKeyContext(_)) => continue,
+                Err(error) => return Err(bad_certificate(format!("handshake signature: {error}"))),
+            }
+        }
+        Err(bad_certificate(
+            "no supported algorithm verifies the handshake signature with its key".to_owned(),
+        ))
     }
 
     fn verify_tls13_signature(
@@ -156,11 +184,54 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.algorithms)
+        if self.roots.is_some() {
+            return verify_tls13_signature(message, cert, dss, &self.algorithms);
+        }
+        let spki = public_key_of(cert)?;
+        verify_tls13_signature_with_raw_key(message, &spki, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+/// The certificate's subject public key, read whatever the certificate's version: without root
+/// certificates (sslmode=prefer/require) the handshake is checked against this key alone, as
+/// libpq (OpenSSL) checks it, so that a server with an X.509 v1 certificate is reached too.
+fn public_key_of(
+    cert: &CertificateDer<'_>,
+) -> Result<SubjectPublicKeyInfoDer<'static>, rustls::Error> {
+    let parsed = x509_cert::Certificate::from_der(cert.as_ref())
+        .map_err(|error| bad_certificate(format!("cannot read it: {error}")))?;
+    let spki = parsed
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(|error| bad_certificate(format!("cannot read its public key: {error}")))?;
+    Ok(SubjectPublicKeyInfoDer::from(spki))
+}
+
+fn bad_certificate(what: String) -> rustls::Error {
+    rustls::Error::General(format!("the server's certificate: {what}"))
+}
+
+/// Certificate verification (verify-ca, verify-full) needs X.509 v3: say so, and what to do,
+/// instead of webpki's `UnsupportedCertVersion`.
+fn explain_v1(error: rustls::Error) -> rustls::Error {
+    let is_v1 = matches!(
+        &error,
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))
+            if format!("{other:?}").contains("UnsupportedCertVersion")
+    );
+    match is_v1 {
+        true => rustls::Error::General(
+            "the server's certificate is X.509 v1, which certificate verification (sslmode=verify-ca \
+             or verify-full) does not accept: reissue it as an X.509 v3 certificate (for instance \
+             with `openssl req -x509`), or use sslmode=require, which encrypts without verifying it"
+                .to_owned(),
+        ),
+        false => error,
     }
 }
 
