@@ -69,17 +69,23 @@ fn main() {
                     exit::code_for(&error)
                 }
             },
-            _ = interrupt.recv() => {
-                eprintln!("campaign-elt: interrupted; the open batch was rolled back");
-                exit::INTERRUPTED
-            }
-            _ = terminate.recv() => {
-                eprintln!("campaign-elt: terminated; the open batch was rolled back");
-                exit::TERMINATED
-            }
+            _ = interrupt.recv() => interrupted("interrupted", exit::INTERRUPTED).await,
+            _ = terminate.recv() => interrupted("terminated", exit::TERMINATED).await,
         }
     });
-    // Dropping the runtime closes the connection: the server rolls back any open transaction.
+    // Dropping the runtime closes the connections: the server rolls back any open transaction.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     std::process::exit(code);
+}
+
+/// On SIGINT/SIGTERM: cancel the statement every session is running (the server would otherwise
+/// finish a long index build or refresh first, holding its locks), say so, and return `code`.
+async fn interrupted(what: &str, code: i32) -> i32 {
+    let cancelled =
+        campaign_elt::db::cancel_running_statements(std::time::Duration::from_secs(5)).await;
+    eprintln!(
+        "campaign-elt: {what}; cancel requested on {cancelled} session(s): the running statements \
+         stop and the open transactions roll back (committed batches stay)"
+    );
+    code
 }

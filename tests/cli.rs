@@ -251,6 +251,123 @@ async fn sigterm_and_sigint_roll_back_the_open_batch() {
     }
 }
 
+/// The statements the server runs for this test's database right now that sleep.
+async fn sleeping_statements(admin: &tokio_postgres::Client, database: &str) -> i64 {
+    admin
+        .query_one(
+            "select count(*) from pg_stat_activity
+             where datname = $1 and state = 'active' and query like '%pg_sleep%'
+                 and pid <> pg_backend_pid()",
+            &[&database],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// A signal cancels what the server is running for the run: without it the backend would sleep
+/// on (PostgreSQL notices a dead client only when it next talks to it), holding its locks.
+/// SIGTERM and SIGINT cancel at once; after SIGKILL the server notices the dead client itself,
+/// within the `client_connection_check_interval` of 10 s each session sets.
+#[tokio::test]
+async fn a_signal_cancels_the_statement_the_server_is_running() {
+    for (signal, code, within_seconds) in [
+        ("TERM", Some(143), 3),
+        ("INT", Some(130), 3),
+        ("KILL", None, 20),
+    ] {
+        let db = TestDatabase::new().await;
+        db.run_first_night();
+        let views = copy_of_views();
+        std::fs::write(
+            views.path().join("reports/slow.sql"),
+            "-- materialized: table\nselect pg_sleep(60)::text as slept\n",
+        )
+        .unwrap();
+        let child = campaign_elt()
+            .args(["refresh", "--database-url", &db.url, "--views-dir"])
+            .arg(views.path())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let admin = common::connect(common::server_url()).await;
+        let started = std::time::Instant::now();
+        while sleeping_statements(&admin, &db.name).await == 0 {
+            assert!(started.elapsed().as_secs() < 30, "the slow model never ran");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let killed = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(output.status.code(), code, "refresh stopped by SIG{signal}");
+        if code.is_some() {
+            assert!(
+                stderr(&output).contains("cancel requested on"),
+                "{}",
+                stderr(&output)
+            );
+        }
+        let stopped = std::time::Instant::now();
+        while sleeping_statements(&admin, &db.name).await > 0 {
+            assert!(
+                stopped.elapsed().as_secs() < within_seconds,
+                "the server still runs the refresh's statement {within_seconds} s after SIG{signal}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        // Nothing of the rolled-back refresh is left, and the next run does not wait for it.
+        db.run_expecting(0, &["--no-wait", "refresh"]);
+        let client = db.client().await;
+        assert_eq!(
+            count(
+                &client,
+                "select count(*) from pg_class where relname = 'slow'"
+            )
+            .await,
+            0
+        );
+    }
+}
+
+/// Every session asks the server to notice a client that is gone (PostgreSQL 14 and later),
+/// unless the operator set it (the keepalives: `src/db/connection/tests.rs`).
+#[tokio::test]
+async fn sessions_ask_the_server_to_notice_a_dead_client() {
+    let db = TestDatabase::new().await;
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "create view public.session_checks as
+             select current_setting('client_connection_check_interval', true) as check_interval",
+        )
+        .await
+        .unwrap();
+    let report = ["report", "public.session_checks", "--format", "csv"];
+    let output = db.run_expecting(0, &report);
+    let version: i32 = client
+        .query_one("select current_setting('server_version_num')::int", &[])
+        .await
+        .unwrap()
+        .get(0);
+    if version >= 140000 {
+        assert_eq!(stdout(&output), "check_interval\n10s\n");
+    }
+    // An operator's own value is kept.
+    let url = common::with_query_parameter(
+        &db.url,
+        "options=-c%20client_connection_check_interval%3D3s",
+    );
+    let output = common::run_expecting_at(&url, 0, &report);
+    if version >= 140000 {
+        assert_eq!(stdout(&output), "check_interval\n3s\n");
+    }
+}
+
 #[tokio::test]
 async fn libpq_variables_are_used_when_no_url_is_given() {
     let db = TestDatabase::new().await;

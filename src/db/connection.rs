@@ -15,6 +15,11 @@ use super::{conninfo, pgpass};
 /// The `application_name` the server sees unless the connection string or `PGAPPNAME` names one.
 pub const DEFAULT_APPLICATION_NAME: &str = "campaign-elt";
 
+/// Seconds of silence after which the client's TCP keepalives start, unless the connection
+/// string sets `keepalives_idle`: a network that drops the client is noticed in about a minute
+/// and a half, not after the operating system's two hours.
+pub const DEFAULT_KEEPALIVES_IDLE_SECONDS: &str = "60";
+
 /// A resolved connection: what to connect with, and a description safe to print (no password).
 #[derive(Clone)]
 pub struct ConnectionParams {
@@ -288,6 +293,10 @@ fn tokio_config(
     let application_name = params
         .remove("application_name")
         .map_or_else(|| DEFAULT_APPLICATION_NAME.to_owned(), |(name, _)| name);
+    let keepalives_idle = params.remove("keepalives_idle").map_or_else(
+        || DEFAULT_KEEPALIVES_IDLE_SECONDS.to_owned(),
+        |(seconds, _)| seconds,
+    );
     // Everything else (connect_timeout, options, keepalives, target_session_attrs, ...) goes to
     // tokio-postgres as it is; it rejects what it does not know. The password is set separately so
     // that no parse error can ever involve it.
@@ -298,6 +307,7 @@ fn tokio_config(
         ("user", Some(&user)),
         ("dbname", Some(&dbname)),
         ("application_name", Some(&application_name)),
+        ("keepalives_idle", Some(&keepalives_idle)),
     ];
     let rest = params.iter().map(|(key, (value, _))| (key.as_str(), value));
     let known = known
@@ -394,17 +404,79 @@ impl ConnectionParams {
 /// Errors name `user@host:port/dbname`, never the password.
 pub async fn connect(params: &ConnectionParams) -> Result<tokio_postgres::Client> {
     let context = || format!("cannot connect to {}", params.display);
-    match params.tls_check() {
+    let (client, tls) = match params.tls_check() {
         None => {
-            spawn(params.config.connect(tokio_postgres::NoTls).await, params).with_context(context)
+            let client = spawn(params.config.connect(tokio_postgres::NoTls).await, params)
+                .with_context(context)?;
+            (client, None)
         }
         Some(check) => {
-            let tls =
+            let config =
                 tls::client_config(check, params.ssl_root_cert.as_ref()).with_context(context)?;
-            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
-            spawn(params.config.connect(tls).await, params).with_context(context)
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config.clone());
+            let client = spawn(params.config.connect(tls).await, params).with_context(context)?;
+            (client, Some(config))
         }
+    };
+    let session = OpenSession {
+        token: client.cancel_token(),
+        tls,
+    };
+    OPEN_SESSIONS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push(session);
+    Ok(client)
+}
+
+/// What cancelling one session's running statement takes: its cancel key, and how it connected.
+struct OpenSession {
+    token: tokio_postgres::CancelToken,
+    tls: Option<rustls::ClientConfig>,
+}
+
+/// Every session this process opened, for [`cancel_running_statements`]. A session that has
+/// closed keeps its entry: a cancel request names the backend by process id and secret key, so
+/// one for a backend that is gone cancels nothing.
+static OPEN_SESSIONS: std::sync::Mutex<Vec<OpenSession>> = std::sync::Mutex::new(Vec::new());
+
+/// Asks the server to cancel the statement each session of this process is running (what libpq's
+/// `PQcancel` does, on a connection of its own), all at once, waiting at most `wait` for the
+/// server to take the requests; returns how many it took. On an interrupt the process then
+/// exits: the server aborts the statements and rolls back the open transactions, releasing
+/// their locks.
+pub async fn cancel_running_statements(wait: std::time::Duration) -> usize {
+    let sessions: Vec<(tokio_postgres::CancelToken, Option<rustls::ClientConfig>)> = OPEN_SESSIONS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .iter()
+        .map(|session| (session.token.clone(), session.tls.clone()))
+        .collect();
+    let mut requests = tokio::task::JoinSet::new();
+    for (token, tls) in sessions {
+        requests.spawn(async move {
+            let sent = match tls {
+                None => token.cancel_query(tokio_postgres::NoTls).await,
+                Some(config) => {
+                    token
+                        .cancel_query(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+                        .await
+                }
+            };
+            if let Err(error) = &sent {
+                tracing::debug!("cannot send a cancel request: {error}");
+            }
+            sent.is_ok()
+        });
     }
+    let mut sent = 0;
+    let _ = tokio::time::timeout(wait, async {
+        while let Some(done) = requests.join_next().await {
+            sent += usize::from(done.unwrap_or(false));
+        }
+    })
+    .await;
+    sent
 }
 
 fn spawn<S, T>(

@@ -380,3 +380,21 @@ fn password_never_shown() {
         assert!(!format!("{err:#} {err:?}").contains(secret), "{err:#}");
     }
 }
+
+#[test]
+fn keepalives_start_after_a_minute_unless_the_connection_string_says_otherwise() {
+    use std::time::Duration;
+    let settings = ok(Some("postgres://u@h/d"), &[]);
+    assert!(settings.config.get_keepalives());
+    assert_eq!(
+        settings.config.get_keepalives_idle(),
+        Duration::from_secs(60)
+    );
+    let settings = ok(Some("postgres://u@h/d?keepalives_idle=7"), &[]);
+    assert_eq!(
+        settings.config.get_keepalives_idle(),
+        Duration::from_secs(7)
+    );
+    let settings = ok(Some("host=h user=u keepalives=0"), &[]);
+    assert!(!settings.config.get_keepalives());
+}
