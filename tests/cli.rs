@@ -6,6 +6,7 @@
 mod common;
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 
 use common::{
     assert_exit, campaign_elt, copy_of_views, count, fixture, release_the_run_lock, report_rows,
@@ -366,6 +367,82 @@ async fn sessions_ask_the_server_to_notice_a_dead_client() {
     if version >= 140000 {
         assert_eq!(stdout(&output), "check_interval\n3s\n");
     }
+}
+
+/// Runs `program args` as the owner of a private cluster: `postgres` when the tests run as root
+/// (initdb and pg_ctl refuse root), else this user.
+fn as_cluster_owner(program: &str, args: &[&str]) -> std::process::Output {
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|output| output.stdout == b"0\n")
+        .unwrap_or(false);
+    let mut command = if root {
+        let mut command = std::process::Command::new("runuser");
+        command.args(["-u", "postgres", "--", program]);
+        command
+    } else {
+        std::process::Command::new(program)
+    };
+    command.args(args).output().unwrap()
+}
+
+/// On a machine where no server answers, the quick start starts a private one (and reuses it).
+#[tokio::test]
+async fn the_quickstart_starts_a_private_server_when_none_answers() {
+    let place = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(place.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cluster = place.path().join("pg");
+    let quickstart = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/quickstart");
+    let run = || {
+        std::process::Command::new(quickstart)
+            .env_remove("DATABASE_URL")
+            .env_remove("PGDATABASE")
+            // a port nothing listens on: no server answers
+            .env("PGHOST", "127.0.0.1")
+            .env("PGPORT", "1")
+            .env("CAMPAIGN_ELT_QUICKSTART_PG", &cluster)
+            // the binary under test, not a build of its own
+            .env("CAMPAIGN_ELT_BIN", env!("CARGO_BIN_EXE_campaign-elt"))
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    let bindir = String::from_utf8(
+        std::process::Command::new("pg_config")
+            .arg("--bindir")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let pg_ctl = format!("{}/pg_ctl", bindir.trim());
+    let stop_with = |program: &str| {
+        as_cluster_owner(
+            program,
+            &["--pgdata", cluster.join("data").to_str().unwrap(), "stop"],
+        )
+    };
+    let outcome = std::panic::catch_unwind(|| {
+        assert_exit(&first, 0, "scripts/quickstart without a server");
+        let said = stdout_and_stderr(&first);
+        assert!(said.contains("creating a private one"), "{said}");
+        assert!(said.contains("stop it with"), "{said}");
+        assert!(
+            said.contains("row(s) from reports.click_through_rate"),
+            "{said}"
+        );
+        let second = run();
+        assert_exit(&second, 0, "scripts/quickstart again");
+        let said = stdout_and_stderr(&second);
+        assert!(!said.contains("creating a private one"), "{said}");
+        assert!(said.contains("using the private server"), "{said}");
+    });
+    let stopped = stop_with(&pg_ctl);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    assert!(stopped.status.success(), "{stopped:?}");
 }
 
 #[tokio::test]
