@@ -369,24 +369,6 @@ async fn sessions_ask_the_server_to_notice_a_dead_client() {
     }
 }
 
-/// Runs `program args` as the owner of a private cluster: `postgres` when the tests run as root
-/// (initdb and pg_ctl refuse root), else this user.
-fn as_cluster_owner(program: &str, args: &[&str]) -> std::process::Output {
-    let root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|output| output.stdout == b"0\n")
-        .unwrap_or(false);
-    let mut command = if root {
-        let mut command = std::process::Command::new("runuser");
-        command.args(["-u", "postgres", "--", program]);
-        command
-    } else {
-        std::process::Command::new(program)
-    };
-    command.args(args).output().unwrap()
-}
-
 /// On a machine where no server answers, the quick start starts a private one (and reuses it).
 #[tokio::test]
 async fn the_quickstart_starts_a_private_server_when_none_answers() {
@@ -408,17 +390,8 @@ async fn the_quickstart_starts_a_private_server_when_none_answers() {
             .unwrap()
     };
     let first = run();
-    let bindir = String::from_utf8(
-        std::process::Command::new("pg_config")
-            .arg("--bindir")
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let pg_ctl = format!("{}/pg_ctl", bindir.trim());
-    let stop_with = |program: &str| {
-        as_cluster_owner(
+    let stop_with = |program: &std::path::Path| {
+        common::as_cluster_owner(
             program,
             &["--pgdata", cluster.join("data").to_str().unwrap(), "stop"],
         )
@@ -438,7 +411,7 @@ async fn the_quickstart_starts_a_private_server_when_none_answers() {
         assert!(!said.contains("creating a private one"), "{said}");
         assert!(said.contains("using the private server"), "{said}");
     });
-    let stopped = stop_with(&pg_ctl);
+    let stopped = stop_with(&common::server_bindir().join("pg_ctl"));
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }

@@ -454,3 +454,92 @@ async fn prefer_and_require_reach_a_server_with_an_x509_v1_certificate() {
     );
     server.abort();
 }
+
+/// Passwords against a server that checks them (a private cluster with `scram-sha-256`; the
+/// shared test server trusts everyone): the right one from the URL, `PGPASSWORD` or a `.pgpass`
+/// connects, a wrong or missing one fails with PostgreSQL's reason and exit 1, a `.pgpass` that
+/// others may read is ignored with a warning, and no password ever shows.
+#[tokio::test]
+async fn passwords_are_checked_by_a_scram_server_and_never_shown() {
+    let password = "scram-pw-5Rt8";
+    let wrong = "wrong-pw-2Lm6";
+    let cluster = tokio::task::spawn_blocking(move || common::ScramCluster::start(password))
+        .await
+        .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let url = cluster.url();
+    let with = |secret: &str| url.replacen("postgres@", &format!("postgres:{secret}@"), 1);
+    let status = ["status", "--json", "-vv"];
+    let run = |url: &str, env: &[(&str, &str)]| {
+        let mut command = campaign_elt();
+        command.env("HOME", home.path()).env_remove("PGPASSWORD");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        command
+            .args(["migrate", "-vv", "--database-url", url])
+            .output()
+            .unwrap();
+        let mut command = campaign_elt();
+        command.env("HOME", home.path()).env_remove("PGPASSWORD");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        command
+            .args(status)
+            .args(["--database-url", url])
+            .output()
+            .unwrap()
+    };
+    let mut outputs = Vec::new();
+
+    let right = run(&with(password), &[]);
+    assert_exit(&right, 0, "the right password in the URL");
+    outputs.push(right);
+    let right = run(&url, &[("PGPASSWORD", password)]);
+    assert_exit(&right, 0, "the right password in PGPASSWORD");
+    outputs.push(right);
+
+    for (what, output) in [
+        ("a wrong password in the URL", run(&with(wrong), &[])),
+        ("a wrong PGPASSWORD", run(&url, &[("PGPASSWORD", wrong)])),
+        ("no password", run(&url, &[])),
+    ] {
+        assert_exit(&output, 1, what);
+        let said = stderr(&output);
+        assert!(
+            said.contains("password authentication failed") || said.contains("password missing"),
+            "{what}: {said}"
+        );
+        outputs.push(output);
+    }
+
+    // .pgpass: used when private to its owner, ignored (with a warning) when others may read it.
+    let pgpass = home.path().join(".pgpass");
+    std::fs::write(
+        &pgpass,
+        format!("127.0.0.1:{}:*:postgres:{password}\n", cluster.port),
+    )
+    .unwrap();
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let from_pgpass = run(&url, &[]);
+    assert_exit(&from_pgpass, 0, "the password from ~/.pgpass");
+    outputs.push(from_pgpass);
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let readable = run(&url, &[]);
+    assert_exit(&readable, 1, "a ~/.pgpass others may read");
+    assert!(
+        stderr(&readable).contains("pgpass"),
+        "{}",
+        stderr(&readable)
+    );
+    outputs.push(readable);
+
+    for output in &outputs {
+        let all = stdout_and_stderr(output);
+        for secret in [password, wrong] {
+            assert!(!all.contains(secret), "password {secret} shown:\n{all}");
+        }
+    }
+    drop(cluster);
+}

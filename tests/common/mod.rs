@@ -4,19 +4,22 @@
 //! - `process`: running the binary and reading its exit code, stdout and stderr;
 //! - `database`: the test server (`CAMPAIGN_ELT_TEST_DATABASE_URL`) and a database per test;
 //! - `reports`: whole-table comparison of query results and the four reports;
-//! - `views`: temporary copies of `views/` for tests that edit the report SQL.
+//! - `views`: temporary copies of `views/` for tests that edit the report SQL;
+//! - `cluster`: a private PostgreSQL cluster with password authentication.
 //!
 //! A test file says `mod common;` and uses what it needs: every test file is a crate of its own,
 //! so what one of them does not use is dead code (and an unused re-export) in that crate.
 
 #![allow(dead_code, unused_imports)]
 
+mod cluster;
 mod database;
 mod lines;
 mod process;
 mod reports;
 mod views;
 
+pub use cluster::*;
 pub use database::*;
 pub use lines::*;
 pub use process::*;
