@@ -1010,6 +1010,38 @@ async fn a_live_stream_commits_and_refreshes_while_standard_input_stays_open() {
             index as i64 + 1,
             "line {index} should be visible in the report while the stream is open"
         );
+        // While the stream is quiet the run holds no transaction open: no transaction id, no
+        // lock on the staging table.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let open = count(
+            &client,
+            "select count(*) from pg_stat_activity
+             where datname = current_database() and pid <> pg_backend_pid()
+                 and (state like 'idle in transaction%' or backend_xid is not null)",
+        )
+        .await;
+        assert_eq!(
+            open, 0,
+            "a transaction stays open while the stream is quiet"
+        );
+        let locks = count(
+            &client,
+            "select count(*) from pg_locks
+             where relation = 'elt.staged_lines'::regclass and pid <> pg_backend_pid()",
+        )
+        .await;
+        assert_eq!(
+            locks, 0,
+            "elt.staged_lines stays locked while the stream is quiet"
+        );
+        // The data tests ran after the batch's refresh, not only at the end.
+        let tested = count(
+            &client,
+            "select count(*) from elt.data_test_results
+             where refresh_id = (select max(refresh_id) from elt.refreshes)",
+        )
+        .await;
+        assert_eq!(tested, 5, "the data tests after batch {index}");
     }
     drop(stdin);
     let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())

@@ -55,6 +55,9 @@ async fn commit_batch(
     seconds: &mut StepSeconds,
 ) -> Result<(BatchProgress, LineCounts)> {
     let load_id = file.merge.load_id;
+    // The batch's first rows before its transaction: a quiet stream then waits without an open
+    // transaction (no transaction id held, no lock on elt.staged_lines from its truncate).
+    let first = receiver.recv().await;
     let transaction = client.transaction().await?;
     let mut timer = StepTimer::new(seconds);
     if file.layout == CopyLayout::Staged {
@@ -62,7 +65,7 @@ async fn commit_batch(
             .batch_execute("truncate elt.staged_lines")
             .await?;
     }
-    let batch = copy_batch(&transaction, receiver).await?;
+    let batch = copy_batch(&transaction, first, receiver).await?;
     timer.last_line_number = batch.last_line_number;
     timer.step("copy");
     if !batch_commit_waits_for_flush(file.is_stdin, batch.at_end_of_input) {
@@ -90,8 +93,9 @@ async fn commit_batch(
     Ok((batch, counts))
 }
 
-/// A stream's reports follow the log: refresh after each batch; a failing refresh is logged and
-/// loading goes on.
+/// A stream's reports follow the log: refresh after each batch, then the data tests (on the
+/// keys refreshed since they last passed, where they may); a failing refresh or test is logged
+/// and loading goes on. The command's own refresh and tests at the end report them too.
 async fn refresh_after_batch(
     client: &mut Client,
     views: &ViewSet,
@@ -106,7 +110,24 @@ async fn refresh_after_batch(
             refresh.recomputed_keys,
         ),
         Err(error) => {
-            tracing::warn!("refresh after a batch failed (loading goes on): {error:#}")
+            tracing::warn!("refresh after a batch failed (loading goes on): {error:#}");
+            return;
+        }
+    }
+    match transform::run_data_tests_after_refresh(client, views).await {
+        Ok(tests) if tests.failures.is_empty() => {}
+        Ok(tests) => {
+            for failure in &tests.failures {
+                tracing::warn!(
+                    "{}: after line {last_line_number}, data test {} found {} offending row(s)",
+                    file.merge.display_path,
+                    failure.name,
+                    failure.offending_rows
+                );
+            }
+        }
+        Err(error) => {
+            tracing::warn!("data tests after a batch failed (loading goes on): {error:#}")
         }
     }
 }

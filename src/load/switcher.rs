@@ -17,16 +17,23 @@ use super::reader::{BatchProgress, ReaderMessage};
 /// COPY switches to their target (see [`copy_batch`]).
 const WAITING_CHUNK_BYTES: usize = 4 << 20;
 
-/// Copies one batch's rows as the reader sends them, switching the open COPY between targets
+/// Copies one batch's rows as the reader sends them (`first`: the message the caller already
+/// received, before it opened the transaction), switching the open COPY between targets
 /// as [`CopySwitcher`] decides; returns the batch's counts once the reader ends it.
 pub(super) async fn copy_batch(
     transaction: &tokio_postgres::Transaction<'_>,
+    first: Option<ReaderMessage>,
     receiver: &mut mpsc::Receiver<ReaderMessage>,
 ) -> Result<BatchProgress> {
     let mut switcher = CopySwitcher::default();
     let mut sink = None;
+    let mut first = Some(first);
     let batch = loop {
-        let route = match receiver.recv().await {
+        let message = match first.take() {
+            Some(message) => message,
+            None => receiver.recv().await,
+        };
+        let route = match message {
             Some(ReaderMessage::Rows(target, rows)) => switcher.route(target, rows),
             Some(ReaderMessage::BatchEnd(batch)) => break batch,
             Some(ReaderMessage::Failed(error)) => return Err(error),
