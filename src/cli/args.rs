@@ -15,6 +15,7 @@ pub use crate::report::print::ReportFormat;
 
 /// Settings that change what the reports mean; stored in the database by the first run.
 #[derive(Debug, Clone, Args, Default)]
+#[command(next_help_heading = "Report settings (stored in the database by the first run)")]
 pub struct SettingsArgs {
     /// Seconds after a page load within which a click of the same customer and user counts as
     /// related when no page load shares its event id [default: the stored value, else 300].
@@ -38,7 +39,12 @@ pub struct SettingsArgs {
     pub event_types: Option<Vec<String>>,
 }
 
+/// The help headings of the writing commands' flags.
+const INPUT: &str = "Input and batches";
+const REFRESH: &str = "Refresh";
+
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = INPUT)]
 pub struct LoadArgs {
     /// Input files: JSON lines, `.gz` read transparently, `-` for standard input.
     #[arg(required = true, value_name = "FILE")]
@@ -48,37 +54,38 @@ pub struct LoadArgs {
     pub settings: SettingsArgs,
 
     /// Lines per batch; each batch commits in one transaction.
-    #[arg(long, default_value_t = crate::load::DEFAULT_BATCH_LINES, value_name = "LINES",
+    #[arg(long, help_heading = INPUT, default_value_t = crate::load::DEFAULT_BATCH_LINES, value_name = "LINES",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_lines: u64,
 
     /// A batch with lines also commits once it is this many seconds old — also while standard
     /// input is quiet — so the reports can follow a live log.
-    #[arg(long, default_value_t = crate::load::DEFAULT_BATCH_SECONDS, value_name = "SECONDS",
+    #[arg(long, help_heading = INPUT, default_value_t = crate::load::DEFAULT_BATCH_SECONDS, value_name = "SECONDS",
           value_parser = parse_seconds)]
     pub batch_seconds: f64,
 
     /// Longest accepted line in bytes; longer lines are rejected as line_too_long.
-    #[arg(long, default_value_t = crate::load::DEFAULT_MAX_LINE_BYTES, value_name = "BYTES")]
+    #[arg(long, help_heading = INPUT, default_value_t = crate::load::DEFAULT_MAX_LINE_BYTES, value_name = "BYTES")]
     pub max_line_bytes: usize,
 
     /// Load files even if their content was loaded before (deduplication still applies).
-    #[arg(long)]
+    #[arg(long, help_heading = INPUT)]
     pub force: bool,
 
     /// Store keyed hashes of `ip` and `email` (never the values), with the secret key in this
     /// file; the environment variable CAMPAIGN_ELT_PII_HASH_KEY can hold the key instead.
     /// Without a key neither is stored in any form.
-    #[arg(long, env = "CAMPAIGN_ELT_PII_HASH_KEY_FILE", value_name = "FILE")]
+    #[arg(long, help_heading = INPUT, env = "CAMPAIGN_ELT_PII_HASH_KEY_FILE", value_name = "FILE")]
     pub pii_hash_key_file: Option<PathBuf>,
 
     /// Exit with code 3 when more lines than this were rejected: a count (`100`) or a share of
     /// the lines read (`0.5%`).
-    #[arg(long, value_name = "N|N%")]
+    #[arg(long, help_heading = INPUT, value_name = "N|N%")]
     pub max_rejected: Option<MaxRejected>,
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = REFRESH)]
 pub struct RefreshArgs {
     /// Rebuild every report relation from all events (needed after a settings change).
     #[arg(long)]
@@ -89,7 +96,7 @@ pub struct RefreshArgs {
 
     /// Print the SQL this refresh would execute, in order, each statement after a comment naming
     /// its file and why it runs (new, changed, depends on X, refresh); change nothing.
-    #[arg(long)]
+    #[arg(long, help_heading = REFRESH)]
     pub dry_run: bool,
 }
 
@@ -99,11 +106,11 @@ pub struct RunArgs {
     pub load: LoadArgs,
 
     /// Rebuild every report relation from all events (needed after a settings change).
-    #[arg(long)]
+    #[arg(long, help_heading = REFRESH)]
     pub full_refresh: bool,
 
     /// Load nothing: print the SQL the refresh would execute, in order (as refresh --dry-run).
-    #[arg(long)]
+    #[arg(long, help_heading = REFRESH)]
     pub dry_run: bool,
 }
 
