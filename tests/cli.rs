@@ -627,7 +627,7 @@ async fn status_shows_ledger_stale_keys_rejects_and_freshness() {
     assert!(status["newest_fired_at"]
         .as_str()
         .unwrap()
-        .starts_with("2022-01-01 06:03:00"));
+        .starts_with("2022-01-01T06:03:00"));
     assert_eq!(status["loads"][0]["loaded"], 3, "newest first");
     assert_eq!(status["loads"][1]["rejected"], 13);
     assert!(status["rejects_by_reason"]
@@ -656,6 +656,31 @@ async fn status_shows_ledger_stale_keys_rejects_and_freshness() {
     );
     assert!(human.contains("rejected lines by reason"));
     assert!(human.contains("server: shared_buffers "), "{human}");
+    // One timestamp format throughout, RFC 3339 (`2022-01-01T06:03:00+00:00`).
+    let timestamps: Vec<&str> = human
+        .split(|c: char| c.is_whitespace() || c == '│' || c == '┆')
+        .filter(|word| word.starts_with("20") && word.len() >= 19 && word.as_bytes()[4] == b'-')
+        .collect();
+    assert!(timestamps.len() >= 3, "{human}");
+    // and no date followed by a space and a time (PostgreSQL's text form)
+    let bytes = human.as_bytes();
+    for at in 0..bytes.len().saturating_sub(12) {
+        let date = &bytes[at..at + 10];
+        let is_date = date.iter().enumerate().all(|(i, b)| match i {
+            4 | 7 => *b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+        assert!(
+            !(is_date && bytes[at + 10] == b' ' && bytes[at + 11].is_ascii_digit()),
+            "a timestamp in text form in:\n{human}"
+        );
+    }
+    for timestamp in timestamps {
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(timestamp).is_ok(),
+            "{timestamp} is not RFC 3339 in:\n{human}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -1026,8 +1026,10 @@ async fn a_live_stream_commits_and_refreshes_while_standard_input_stays_open() {
         );
         let locks = count(
             &client,
+            // (the other tests' databases, clones of one template, have the same oids)
             "select count(*) from pg_locks
-             where relation = 'elt.staged_lines'::regclass and pid <> pg_backend_pid()",
+             where database = (select oid from pg_database where datname = current_database())
+                 and relation = 'elt.staged_lines'::regclass and pid <> pg_backend_pid()",
         )
         .await;
         assert_eq!(

@@ -46,8 +46,9 @@ pub async fn status(client: &Client, limit: i64) -> Result<Value> {
         .query_one(
             "select (select count(*) from elt.stale_keys),
                     (select count(*) from elt.events),
-                    (select max(fired_at)::text from elt.events),
-                    (select max(finished_at)::text from elt.refreshes),
+                    -- RFC 3339, as row_to_json writes the ledger's and the runs' times
+                    (select to_json(max(fired_at)) #>> '{}' from elt.events),
+                    (select to_json(max(finished_at)) #>> '{}' from elt.refreshes),
                     (select count(*) from elt.unrefreshed_events)",
             &[],
         )
