@@ -211,6 +211,18 @@ async fn a_held_lock_exits_5_with_no_wait_and_waits_without() {
     assert_eq!(events, 4);
 }
 
+/// Sends SIG`signal` (`TERM`, `INT`, `KILL`) to the child and waits for it to end.
+async fn signal_and_wait(child: std::process::Child, signal: &str) -> std::process::Output {
+    let killed = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn sigterm_and_sigint_roll_back_the_open_batch() {
     for (signal, code) in [("TERM", 143), ("INT", 130)] {
@@ -237,14 +249,7 @@ async fn sigterm_and_sigint_roll_back_the_open_batch() {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        let killed = std::process::Command::new("kill")
-            .args([&format!("-{signal}"), &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-            .await
-            .unwrap();
+        let output = signal_and_wait(child, signal).await;
         drop(stdin);
         assert_exit(&output, code, &format!("run - stopped by SIG{signal}"));
         let events = count(&client, "select count(*) from elt.events").await;
@@ -297,14 +302,7 @@ async fn a_signal_cancels_the_statement_the_server_is_running() {
             assert!(started.elapsed().as_secs() < 30, "the slow model never ran");
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        let killed = std::process::Command::new("kill")
-            .args([&format!("-{signal}"), &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-            .await
-            .unwrap();
+        let output = signal_and_wait(child, signal).await;
         assert_eq!(output.status.code(), code, "refresh stopped by SIG{signal}");
         if code.is_some() {
             assert!(
