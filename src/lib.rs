@@ -6,7 +6,7 @@
 //! SQL in `views/`) → [`report`] (summaries, status, printing). At the edge: [`db`] (connect,
 //! TLS, migrate, lock, error messages); beside them: [`admin`] (retention, roles),
 //! [`report_settings`] (what the numbers mean), [`generate`] (synthetic logs), [`names`] (the
-//! domain's names) and [`exit`] (exit codes). `docs/design.md` draws the map.
+//! domain's names), [`progress`] (the terminal's bar) and [`exit`] (exit codes). `docs/design.md` draws the map.
 
 pub mod admin;
 pub mod cli;
@@ -17,6 +17,7 @@ pub mod generate;
 pub mod ingest;
 pub mod load;
 pub mod names;
+pub mod progress;
 pub mod report;
 pub mod report_settings;
 pub mod transform;

@@ -1,12 +1,11 @@
 //! The `campaign-elt` binary: parses the command line, sets up logging, runs, maps errors to exit codes.
 
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use campaign_elt::{cli::Cli, commands, exit};
 
 fn main() {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::parse_args() {
         Ok(cli) => cli,
         Err(error) => {
             let code = if error.use_stderr() {

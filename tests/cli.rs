@@ -164,9 +164,82 @@ async fn a_failing_data_test_exits_4_and_keeps_the_events() {
     let client = db.client().await;
     let events = count(&client, "select count(*) from elt.events").await;
     assert_eq!(events, 17);
-    // The test command says the same.
+    // The test command says the same, with the directory given after the command, before it,
+    // or by CAMPAIGN_ELT_VIEWS_DIR; a flag wins over the variable.
     db.run_expecting(4, &["test", "--views-dir", views_dir]);
+    db.run_expecting(4, &["--views-dir", views_dir, "test"]);
+    let from_env = [("CAMPAIGN_ELT_VIEWS_DIR", views_dir)];
+    db.run_with_env_expecting(4, &["test"], &from_env);
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/views");
+    db.run_with_env_expecting(0, &["test", "--views-dir", shipped], &from_env);
     db.run_expecting(0, &["test"]);
+}
+
+#[tokio::test]
+async fn after_the_last_byte_each_phase_is_shown_in_the_order_it_runs() {
+    let phases = |output: &std::process::Output| -> Vec<String> {
+        stderr(output)
+            .lines()
+            .filter_map(|line| line.split_once("phase: "))
+            .map(|(_, phase)| phase.trim().to_owned())
+            .collect()
+    };
+    let db = TestDatabase::new().await;
+    let night = fixture(DIRTY);
+    let debug = [("CAMPAIGN_ELT_LOG", "campaign_elt=debug")];
+    let first = db.run_with_env_expecting(0, &["run", "--max-line-bytes", "2048", &night], &debug);
+    let first = phases(&first);
+    let expected_start = [
+        format!("{night}: committing the last batch"),
+        "building the events table's key and indexes".to_owned(),
+        "analyzing elt.events".to_owned(),
+        "refresh: planning".to_owned(),
+        "refresh: claiming the stale keys".to_owned(),
+    ];
+    assert_eq!(first[..expected_start.len()], expected_start, "{first:#?}");
+    for relation in [
+        "int_customer_hourly",
+        "reports.clicks",
+        "reports.click_through_rate",
+    ] {
+        let building = first
+            .iter()
+            .position(|phase| phase.starts_with("refresh: building") && phase.ends_with(relation));
+        assert!(building.is_some(), "builds {relation}: {first:#?}");
+    }
+    assert_eq!(
+        first[first.len() - 2..],
+        [
+            "refresh: recording and committing",
+            "running the data tests"
+        ],
+        "{first:#?}"
+    );
+
+    let second_night = fixture("second_night.jsonl");
+    let second = db.run_with_env_expecting(0, &["run", &second_night], &debug);
+    let second = phases(&second);
+    assert_eq!(
+        second[0],
+        format!("{second_night}: merging the last batch"),
+        "{second:#?}"
+    );
+    assert!(
+        second
+            .iter()
+            .any(|phase| phase.starts_with("refresh: ") && phase.contains("int_customer_hourly")),
+        "{second:#?}"
+    );
+    assert!(
+        !second
+            .iter()
+            .any(|phase| phase.contains("building the events table")),
+        "{second:#?}"
+    );
+    assert_eq!(
+        second.last().map(String::as_str),
+        Some("running the data tests")
+    );
 }
 
 #[tokio::test]

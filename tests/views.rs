@@ -82,11 +82,11 @@ impl Project {
         std::fs::remove_file(self.views.path().join(file)).unwrap();
     }
 
-    /// Runs the binary on this project's views and expects `code`.
+    /// Runs the binary on this project's views (`CAMPAIGN_ELT_VIEWS_DIR`, which the commands
+    /// without report SQL ignore) and expects `code`.
     fn run(&self, code: i32, args: &[&str]) -> Output {
-        let mut all = args.to_vec();
-        all.extend(["--views-dir", self.views_dir()]);
-        self.db.run_expecting(code, &all)
+        let views = [("CAMPAIGN_ELT_VIEWS_DIR", self.views_dir())];
+        self.db.run_with_env_expecting(code, args, &views)
     }
 
     fn first_night(&self) {

@@ -9,9 +9,54 @@ use clap::Args;
 use super::parse::{
     parse_duration, parse_prefix, parse_seconds, parse_start, parse_time_bound, MaxRejected,
 };
+use super::{CONNECTION, REPORT_SQL};
 use crate::admin::roles::DEFAULT_ROLE_PREFIX;
 pub use crate::generate::Mix;
 pub use crate::report::print::ReportFormat;
+
+/// Where the database is: every command but `generate` and `check` (also valid before the
+/// command).
+#[derive(Debug, Clone, Args, Default)]
+pub struct DatabaseArgs {
+    /// PostgreSQL URL or conninfo string (e.g. postgresql://user@host:5432/db). Without it:
+    /// DATABASE_URL, else the libpq variables PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE,
+    /// PGSSLMODE, PGPASSFILE (~/.pgpass) and libpq's defaults, as psql does.
+    #[arg(long, value_name = "URL", help_heading = CONNECTION)]
+    pub database_url: Option<String>,
+}
+
+/// How a command that takes the run lock waits for it.
+#[derive(Debug, Clone, Args, Default)]
+pub struct RunLockArgs {
+    /// If another run holds the database's run lock, exit at once with code 5 instead of waiting.
+    #[arg(long, help_heading = CONNECTION)]
+    pub no_wait: bool,
+}
+
+/// Which report SQL a command runs.
+#[derive(Debug, Clone, Args, Default)]
+pub struct ViewsArgs {
+    /// Directory with the report SQL files (default: CAMPAIGN_ELT_VIEWS_DIR, else the set built
+    /// into the binary).
+    #[arg(long, value_name = "DIR", help_heading = REPORT_SQL)]
+    pub views_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub run_lock: RunLockArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TestArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub views: ViewsArgs,
+}
 
 /// Settings that change what the reports mean; stored in the database by the first run.
 #[derive(Debug, Clone, Args, Default)]
@@ -82,6 +127,14 @@ pub struct LoadArgs {
     /// the lines read (`0.5%`).
     #[arg(long, help_heading = INPUT, value_name = "N|N%")]
     pub max_rejected: Option<MaxRejected>,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub run_lock: RunLockArgs,
+
+    #[command(flatten)]
+    pub views: ViewsArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -98,6 +151,14 @@ pub struct RefreshArgs {
     /// its file and why it runs (new, changed, depends on X, refresh); change nothing.
     #[arg(long, help_heading = REFRESH)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub run_lock: RunLockArgs,
+
+    #[command(flatten)]
+    pub views: ViewsArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -133,6 +194,14 @@ pub struct UnloadArgs {
     /// The load to take back (`load_id` in `campaign-elt status`).
     #[arg(long, value_name = "N")]
     pub load_id: i64,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub run_lock: RunLockArgs,
+
+    #[command(flatten)]
+    pub views: ViewsArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -140,6 +209,8 @@ pub struct StatusArgs {
     /// How many ledger rows and runs to show.
     #[arg(long, default_value_t = 10, value_name = "N")]
     pub limit: i64,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -168,6 +239,8 @@ pub struct ReportArgs {
     /// At most this many rows.
     #[arg(long, value_name = "N")]
     pub limit: Option<i64>,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -243,6 +316,11 @@ pub struct PurgeRejectsArgs {
     /// and a unit `s`, `m`, `h`, `d` or `w` (e.g. `30d`, `12h`); `0s` deletes all of them.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub older_than: Duration,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub run_lock: RunLockArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -251,4 +329,9 @@ pub struct SetupRolesArgs {
     /// letters, digits and `_`, starting with a letter or `_`).
     #[arg(long, default_value = DEFAULT_ROLE_PREFIX, value_name = "PREFIX", value_parser = parse_prefix)]
     pub role_prefix: String,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub run_lock: RunLockArgs,
 }

@@ -33,10 +33,10 @@ pub async fn execute(cli: &Cli, stdout: &mut dyn Write) -> Result<i32> {
     match &cli.command {
         Command::Generate(args) => generate::generate(global, args, stdout),
         Command::Check(args) => check::check(global, args, stdout),
-        Command::Migrate => migrate::migrate(global, stdout).await,
+        Command::Migrate(_) => migrate::migrate(global, stdout).await,
         Command::Status(args) => status::status(global, args, stdout).await,
         Command::Report(args) => report::report(global, args, stdout).await,
-        Command::Test => test::test(global, stdout).await,
+        Command::Test(_) => test::test(global, stdout).await,
         Command::PurgeRejects(args) => purge::purge_rejects(global, args, stdout).await,
         Command::SetupRoles(args) => roles::setup_roles(global, args, stdout).await,
         Command::Load(args) => load::load(global, args, stdout).await,

@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write};
 
 use anyhow::Result;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget};
 use serde::Serialize;
 
 use crate::cli::GlobalArgs;
@@ -27,18 +27,11 @@ pub(super) fn emit(
     Ok(())
 }
 
-/// A progress bar on a terminal; hidden in pipes, with `--quiet` and with `--json`.
+/// A progress bar on a terminal ([`crate::progress`] draws it); hidden in pipes, with `--quiet`
+/// and with `--json`.
 pub(super) fn progress_bar(global: &GlobalArgs) -> ProgressBar {
     if global.quiet || global.json || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .expect("valid progress template")
-        .progress_chars("=> "),
-    );
-    bar
+    ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr())
 }

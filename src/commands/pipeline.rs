@@ -5,6 +5,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use indicatif::ProgressBar;
 use tokio_postgres::Client;
 
 use super::output;
@@ -42,7 +43,7 @@ pub(super) async fn run_recorded(
         transform::test_keys_below_share()?;
     }
     // Loading and unloading need the views too: their stale-keys queries.
-    let views = ViewSet::load(global.views_dir.as_deref())?;
+    let views = ViewSet::load(global.views.views_dir.as_deref())?;
     let mut session = session::open_for_writing(global).await?;
     let requested = requested_settings(steps.settings);
     let pinned = report_settings::pin(&session.client, &requested, steps.full_refresh).await?;
@@ -52,16 +53,19 @@ pub(super) async fn run_recorded(
     summary
         .step_seconds
         .insert("migrate".into(), session.migrate_seconds);
+    // One bar from the first byte read to the last data test (hidden off a terminal).
+    let progress = output::progress_bar(global);
     let outcome = run_steps(
-        global,
         &mut session,
         run_id,
         steps,
         &views,
         &pinned,
         &mut summary,
+        &progress,
     )
     .await;
+    progress.finish_and_clear();
     summary.elapsed_seconds = started.elapsed().as_secs_f64();
     let client = &session.client;
     match outcome {
@@ -94,15 +98,16 @@ pub(super) async fn run_recorded(
 }
 
 async fn run_steps(
-    global: &GlobalArgs,
     session: &mut WriteSession,
     run_id: i64,
     steps: &Steps<'_>,
     views: &ViewSet,
     pinned: &PinnedSettings,
     summary: &mut RunSummary,
+    progress: &ProgressBar,
 ) -> Result<i32> {
     if let Some(load_id) = steps.unload {
+        crate::progress::phase(progress, format!("unloading load {load_id}"));
         unload_step(&mut session.client, load_id, views, summary).await?;
     }
     if let Some(args) = steps.load {
@@ -112,19 +117,16 @@ async fn run_steps(
             views,
             refresh_streams: steps.refresh,
         };
-        load_step(global, session, &load, pinned, summary).await?;
+        load_step(session, &load, pinned, summary, progress).await?;
     }
     if steps.refresh {
-        let full_refresh = steps.full_refresh || pinned.changed;
-        refresh_step(
-            &mut session.client,
+        let refresh = RefreshStep {
             run_id,
             views,
-            full_refresh,
-            steps,
-            summary,
-        )
-        .await?;
+            full_refresh: steps.full_refresh || pinned.changed,
+            after_load: steps.load.is_some(),
+        };
+        refresh_step(&mut session.client, &refresh, summary, progress).await?;
     }
     Ok(exit_code(summary, steps.load))
 }
@@ -186,11 +188,11 @@ struct LoadStep<'a> {
 }
 
 async fn load_step(
-    global: &GlobalArgs,
     session: &mut WriteSession,
     load: &LoadStep<'_>,
     pinned: &PinnedSettings,
     summary: &mut RunSummary,
+    progress: &ProgressBar,
 ) -> Result<()> {
     let LoadStep {
         run_id,
@@ -206,10 +208,9 @@ async fn load_step(
         personal_data: personal_data_hasher(args)?,
     };
     let step = Instant::now();
-    let progress = output::progress_bar(global);
     let run = load::LoadRun {
         run_id,
-        progress: &progress,
+        progress,
         connection: &session.connection,
     };
     let client = &mut session.client;
@@ -223,7 +224,6 @@ async fn load_step(
         refresh_streams,
     )
     .await;
-    progress.finish_and_clear();
     let loaded = files?;
     for file in loaded.files {
         summary.add_file(file);
@@ -237,17 +237,30 @@ async fn load_step(
     Ok(())
 }
 
+/// What the refresh step refreshes, and whether a load came before it.
+struct RefreshStep<'a> {
+    run_id: i64,
+    views: &'a ViewSet,
+    full_refresh: bool,
+    /// A failed refresh after a load keeps the loaded batches (exit 1, keys stay queued).
+    after_load: bool,
+}
+
 async fn refresh_step(
     client: &mut Client,
-    run_id: i64,
-    views: &ViewSet,
-    full_refresh: bool,
-    steps: &Steps<'_>,
+    refresh: &RefreshStep<'_>,
     summary: &mut RunSummary,
+    progress: &ProgressBar,
 ) -> Result<()> {
+    let RefreshStep {
+        run_id,
+        views,
+        full_refresh,
+        after_load,
+    } = *refresh;
     let step = Instant::now();
     let options = RefreshOptions { full_refresh };
-    match transform::refresh(client, views, Some(run_id), options).await {
+    match transform::refresh(client, views, Some(run_id), options, progress).await {
         Ok(refresh) => {
             for (part, seconds) in &refresh.step_seconds {
                 summary
@@ -256,7 +269,7 @@ async fn refresh_step(
             }
             summary.refresh = Some(refresh);
         }
-        Err(error) if steps.load.is_some() => {
+        Err(error) if after_load => {
             // The loaded batches stay committed; the stale keys stay queued for the next refresh.
             summary.refresh_error = Some(format!("{error:#}"));
             tracing::error!(
@@ -270,6 +283,7 @@ async fn refresh_step(
         .insert("refresh".into(), step.elapsed().as_secs_f64());
     if summary.refresh_error.is_none() {
         let step = Instant::now();
+        crate::progress::phase(progress, "running the data tests");
         summary.add_data_tests(transform::run_data_tests_after_refresh(client, views).await?);
         summary
             .step_seconds

@@ -36,7 +36,7 @@ pub(super) async fn dry_run(
     full_refresh: bool,
     stdout: &mut dyn Write,
 ) -> Result<i32> {
-    let views = ViewSet::load(global.views_dir.as_deref())?;
+    let views = ViewSet::load(global.views.views_dir.as_deref())?;
     let (mut client, _) = session::connect(global).await?;
     let requested = requested_settings(settings);
     transform::dry_run(&mut client, &views, &requested, full_refresh, stdout).await?;

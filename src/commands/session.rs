@@ -21,7 +21,7 @@ pub(super) struct WriteSession {
 
 /// Connects as psql would (`--database-url`, `DATABASE_URL`, libpq variables).
 pub(super) async fn connect(global: &GlobalArgs) -> Result<(Client, ConnectionParams)> {
-    let params = connection::resolve_from_process_env(global.database_url.as_deref())?;
+    let params = connection::resolve_from_process_env(global.database.database_url.as_deref())?;
     tracing::debug!("connecting to {}", params.display);
     Ok((db::connect(&params).await?, params))
 }
@@ -44,7 +44,7 @@ pub(super) async fn open_for_writing(global: &GlobalArgs) -> Result<WriteSession
 /// Takes the run lock: waits for another run, or with `--no-wait` fails with [`LockHeld`]
 /// (exit 5).
 pub(super) async fn take_run_lock(client: &Client, global: &GlobalArgs) -> Result<()> {
-    match db::acquire_run_lock(client, !global.no_wait).await? {
+    match db::acquire_run_lock(client, !global.run_lock.no_wait).await? {
         LockOutcome::Acquired => Ok(()),
         LockOutcome::HeldByAnotherRun => Err(LockHeld.into()),
     }

@@ -11,7 +11,7 @@ use crate::report::summary::RunSummary;
 use crate::transform::{self, ViewSet};
 
 pub(super) async fn test(global: &GlobalArgs, stdout: &mut dyn Write) -> Result<i32> {
-    let views = ViewSet::load(global.views_dir.as_deref())?;
+    let views = ViewSet::load(global.views.views_dir.as_deref())?;
     let client = session::open_for_reading(global).await?;
     let mut summary = RunSummary::new("test");
     summary.add_data_tests(transform::run_data_tests(&client, &views).await?);

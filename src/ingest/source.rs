@@ -1,8 +1,10 @@
 //! Opens inputs: a path, `-` for standard input, `.gz` decompressed transparently.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use flate2::bufread::MultiGzDecoder;
@@ -21,16 +23,50 @@ pub fn is_gzip(path: &Path) -> bool {
         .is_some_and(|ext| ext.eq_ignore_ascii_case("gz"))
 }
 
+/// How far through its file a reader is, in the file's own bytes: what a progress bar compares
+/// with the file's size. The lines' offsets count decompressed bytes; for a `.gz` file this
+/// counts the compressed bytes read from it instead (at most one read buffer ahead of the
+/// lines).
+#[derive(Debug, Clone, Default)]
+pub struct FilePosition(Option<Arc<AtomicU64>>);
+
+impl FilePosition {
+    /// The position in the file when the lines read end at `line_offset`.
+    pub fn at(&self, line_offset: u64) -> u64 {
+        match &self.0 {
+            Some(compressed_read) => compressed_read.load(Ordering::Relaxed),
+            None => line_offset,
+        }
+    }
+}
+
+/// Counts the bytes read through it.
+struct CountingReader<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        self.read.fetch_add(read as u64, Ordering::Relaxed);
+        Ok(read)
+    }
+}
+
 /// Opens `path` for line reading (`-` is standard input; `*.gz` is gunzipped).
 ///
 /// Concatenated gzip members (as `cat a.gz b.gz` or `gzip` of appended logs produce) are all
 /// read. A directory or unreadable path is an error naming the path.
 pub fn open_input(path: &Path) -> Result<Box<dyn BufRead + Send>> {
+    Ok(open_input_at_position(path)?.0)
+}
+
+/// [`open_input`], and how far through the file its reader is.
+pub fn open_input_at_position(path: &Path) -> Result<(Box<dyn BufRead + Send>, FilePosition)> {
     if is_stdin(path) {
-        return Ok(Box::new(BufReader::with_capacity(
-            READ_BUFFER_BYTES,
-            io::stdin(),
-        )));
+        let stdin = BufReader::with_capacity(READ_BUFFER_BYTES, io::stdin());
+        return Ok((Box::new(stdin), FilePosition::default()));
     }
     let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     // Opening a directory succeeds on Unix; reading it would fail later with a vaguer error.
@@ -40,14 +76,18 @@ pub fn open_input(path: &Path) -> Result<Box<dyn BufRead + Send>> {
     if metadata.is_dir() {
         bail!("cannot read {}: is a directory", path.display());
     }
-    let file = BufReader::with_capacity(READ_BUFFER_BYTES, file);
     if is_gzip(path) {
-        Ok(Box::new(BufReader::with_capacity(
-            READ_BUFFER_BYTES,
-            MultiGzDecoder::new(file),
-        )))
+        let compressed_read = Arc::new(AtomicU64::new(0));
+        let file = CountingReader {
+            inner: file,
+            read: compressed_read.clone(),
+        };
+        let file = BufReader::with_capacity(READ_BUFFER_BYTES, file);
+        let lines = BufReader::with_capacity(READ_BUFFER_BYTES, MultiGzDecoder::new(file));
+        Ok((Box::new(lines), FilePosition(Some(compressed_read))))
     } else {
-        Ok(Box::new(file))
+        let file = BufReader::with_capacity(READ_BUFFER_BYTES, file);
+        Ok((Box::new(file), FilePosition::default()))
     }
 }
 
@@ -119,6 +159,65 @@ mod tests {
             text.len() as u64,
             "offsets count decompressed bytes"
         );
+    }
+
+    #[test]
+    fn a_gz_file_s_position_counts_its_compressed_bytes_up_to_its_size() {
+        use crate::ingest::LineReader;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("night.jsonl.gz");
+        // Ids that compress to about half: several read buffers of compressed bytes.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let text: String = (0..100_000)
+            .map(|i| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                format!(
+                    "{{\"event_id\":\"{state:016x}{:016x}\",\"customer_id\":{}}}\n",
+                    state.rotate_left(29),
+                    i % 8
+                )
+            })
+            .collect();
+        std::fs::write(&path, gzip(text.as_bytes())).unwrap();
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(size > 2 * READ_BUFFER_BYTES as u64, "{size} bytes");
+        assert!(
+            size * 3 < text.len() as u64 * 2,
+            "compresses: {size} of {}",
+            text.len()
+        );
+        let (input, position) = open_input_at_position(&path).unwrap();
+        let mut reader = LineReader::new(input, 1 << 20);
+        let mut seen = Vec::new();
+        while reader.next_line().unwrap().is_some() {
+            let at = position.at(reader.offset());
+            assert!(at <= size, "{at} past the file's {size} bytes");
+            seen.push(at);
+        }
+        assert_eq!(
+            reader.offset(),
+            text.len() as u64,
+            "offsets stay decompressed"
+        );
+        assert_eq!(
+            position.at(reader.offset()),
+            size,
+            "the end of the file is its size"
+        );
+        assert!(seen.windows(2).all(|pair| pair[0] <= pair[1]));
+        assert!(
+            seen[0] < size / 2,
+            "the first line is read early in the file"
+        );
+
+        let plain = dir.path().join("night.jsonl");
+        std::fs::write(&plain, &text).unwrap();
+        let (input, position) = open_input_at_position(&plain).unwrap();
+        let mut reader = LineReader::new(input, 1 << 20);
+        reader.next_line().unwrap();
+        assert_eq!(position.at(reader.offset()), reader.offset());
     }
 
     #[test]

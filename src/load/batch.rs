@@ -2,6 +2,7 @@
 //! more), the ledger's progress, and the commit — then, for a stream, a refresh.
 
 use anyhow::Result;
+use indicatif::ProgressBar;
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
@@ -11,6 +12,7 @@ use super::merge::{self, MergeSource};
 use super::reader::{BatchProgress, ReaderMessage};
 use super::step_timer::StepTimer;
 use super::switcher::copy_batch;
+use crate::progress;
 use crate::report::summary::{LineCounts, StepSeconds};
 use crate::transform::{self, RefreshOptions, ViewSet};
 
@@ -24,6 +26,8 @@ pub(super) struct FileBatches<'a> {
     pub(super) views: &'a ViewSet,
     /// A stream refreshes the views after every committed batch.
     pub(super) refresh_after_each_batch: bool,
+    /// Shows the bytes read, and what runs after the last one.
+    pub(super) progress: &'a ProgressBar,
 }
 
 /// Runs the file's batches as the reader cuts them, each in its own transaction, until the end
@@ -43,6 +47,7 @@ pub(super) async fn load_batches(
         }
         if file.refresh_after_each_batch {
             refresh_after_batch(client, file.views, file, batch.0.last_line_number).await;
+            progress::resume_reading(file.progress, file.merge.display_path);
         }
     }
 }
@@ -68,6 +73,17 @@ async fn commit_batch(
     let batch = copy_batch(&transaction, first, receiver).await?;
     timer.last_line_number = batch.last_line_number;
     timer.step("copy");
+    if batch.at_end_of_input {
+        let path = file.merge.display_path;
+        match file.layout {
+            CopyLayout::Staged => {
+                progress::phase(file.progress, format!("{path}: merging the last batch"))
+            }
+            CopyLayout::Direct { .. } => {
+                progress::phase(file.progress, format!("{path}: committing the last batch"))
+            }
+        }
+    }
     if !batch_commit_waits_for_flush(file.is_stdin, batch.at_end_of_input) {
         transaction
             .batch_execute("set local synchronous_commit = off")
@@ -103,7 +119,8 @@ async fn refresh_after_batch(
     last_line_number: u64,
 ) {
     let options = RefreshOptions::default();
-    match transform::refresh(client, views, Some(file.run_id), options).await {
+    let refreshed = transform::refresh(client, views, Some(file.run_id), options, file.progress);
+    match refreshed.await {
         Ok(refresh) => tracing::info!(
             "{}: refreshed {} key(s) after line {last_line_number}",
             file.merge.display_path,
@@ -114,6 +131,7 @@ async fn refresh_after_batch(
             return;
         }
     }
+    progress::phase(file.progress, "running the data tests");
     match transform::run_data_tests_after_refresh(client, views).await {
         Ok(tests) if tests.failures.is_empty() => {}
         Ok(tests) => {

@@ -112,6 +112,7 @@ pub(super) async fn load_file(
         is_stdin: source::is_stdin(path),
         views: shared.views,
         refresh_after_each_batch: shared.refresh_streams && source::is_stdin(path),
+        progress: shared.progress,
     };
     let size = decision
         .fingerprint
@@ -169,10 +170,8 @@ async fn read_and_load(
     let started = Instant::now();
     let display_path = file.merge.display_path;
     let progress = shared.progress;
-    progress.set_length(size.unwrap_or(0) as u64);
-    progress.set_position(0);
-    progress.set_message(display_path.to_owned());
-    let (reader, deadline) = {
+    crate::progress::reading(progress, display_path, size.unwrap_or(0) as u64);
+    let input = {
         let path = path.to_owned();
         let max_line_bytes = shared.options.max_line_bytes;
         let (offset, next_line_number) = (start.offset, start.next_line_number);
@@ -182,8 +181,7 @@ async fn read_and_load(
         .await??
     };
     let (reader, mut receiver) = spawn_reader(
-        reader,
-        deadline,
+        input,
         shared.cleaner,
         shared.options,
         (file.layout, shared.bulk.clone()),

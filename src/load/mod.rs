@@ -116,6 +116,7 @@ pub async fn load_files(
     let loaded = load_each_file(client, &shared, paths, &mut seconds).await;
     let finished = if bulk {
         let started = Instant::now();
+        crate::progress::phase(progress, "building the events table's key and indexes");
         let finished = bulk::finish(client, connection).await;
         add_step_seconds(&mut seconds, "bulk_finish", started.elapsed().as_secs_f64());
         match (&loaded, finished) {
@@ -151,7 +152,7 @@ pub async fn load_files(
         }
     }
     let loaded: u64 = summaries.iter().map(|summary| summary.counts.loaded).sum();
-    refresh_statistics(client, loaded).await?;
+    refresh_statistics(client, loaded, progress).await?;
     Ok(LoadedFiles {
         files: summaries,
         step_seconds: seconds,
@@ -176,7 +177,7 @@ async fn load_each_file(
 
 /// Analyzes the events table when a load changed it by more than a tenth, so that the
 /// refresh right after it plans with the indexes (autovacuum would analyze it only later).
-async fn refresh_statistics(client: &Client, loaded: u64) -> Result<()> {
+async fn refresh_statistics(client: &Client, loaded: u64, progress: &ProgressBar) -> Result<()> {
     if loaded == 0 {
         return Ok(());
     }
@@ -188,6 +189,7 @@ async fn refresh_statistics(client: &Client, loaded: u64) -> Result<()> {
         .await?
         .get(0);
     if estimated <= 0.0 || loaded as f64 > 0.1 * estimated as f64 {
+        crate::progress::phase(progress, "analyzing elt.events");
         client
             .batch_execute("analyze elt.events")
             .await

@@ -13,7 +13,8 @@ use super::copy::{CopyLayout, CopyTarget, RowEncoder, CHUNK_BYTES};
 use super::options::LoadOptions;
 use super::sent_keys::SentKeys;
 use crate::ingest::clean::{Cleaner, LineOutcome};
-use crate::ingest::open::InputLines;
+use crate::ingest::open::{InputLines, OpenedInput};
+use crate::ingest::source::FilePosition;
 use crate::ingest::stream::Deadline;
 use crate::ingest::tally::LineTally;
 
@@ -44,8 +45,7 @@ pub(super) enum ReaderMessage {
 /// Starts the reader thread for `reader`; its chunks and batch ends arrive on the receiver. A
 /// bulk load passes its filter of sent keys, which the thread holds while it reads.
 pub(super) fn spawn_reader(
-    reader: InputLines,
-    deadline: Option<Deadline>,
+    input: OpenedInput,
     cleaner: &Cleaner,
     options: &LoadOptions,
     (layout, sent_keys): (CopyLayout, Option<Arc<Mutex<SentKeys>>>),
@@ -63,13 +63,13 @@ pub(super) fn spawn_reader(
                 .as_ref()
                 .map(|sent_keys| sent_keys.lock().unwrap_or_else(PoisonError::into_inner));
             read_and_encode(
-                reader,
-                deadline.as_ref(),
+                input.lines,
+                input.deadline.as_ref(),
                 &cleaner,
                 &options,
                 (layout, sent_keys.as_deref_mut()),
                 &sender,
-                &progress,
+                (&progress, &input.position),
             )
         })
         .context("cannot start the reader thread")?;
@@ -86,7 +86,7 @@ fn read_and_encode(
     options: &LoadOptions,
     (layout, mut sent_keys): (CopyLayout, Option<&mut SentKeys>),
     sender: &mpsc::Sender<ReaderMessage>,
-    progress: &ProgressBar,
+    (progress, position): (&ProgressBar, &FilePosition),
 ) {
     let send = |message: ReaderMessage| sender.blocking_send(message).is_ok();
     let send_rows = |target: CopyTarget, rows: Bytes| send(ReaderMessage::Rows(target, rows));
@@ -158,7 +158,7 @@ fn read_and_encode(
             if !break_batch(&mut encoder, &mut batch, &send) {
                 return;
             }
-            progress.set_position(end_offset);
+            progress.set_position(position.at(end_offset));
         } else if [&encoder.rows, &encoder.rejects, &encoder.suspect_keys]
             .iter()
             .any(|buffer| buffer.len() >= CHUNK_BYTES)
@@ -166,14 +166,14 @@ fn read_and_encode(
             if !encoder.flush(CHUNK_BYTES, &send_rows) {
                 return;
             }
-            progress.set_position(end_offset);
+            progress.set_position(position.at(end_offset));
         }
     }
     batch.at_end_of_input = true;
     batch.end_offset = reader.offset();
     batch.last_line_number = last_line_number;
     batch.ends_with_newline = last_line_has_newline;
-    progress.set_position(batch.end_offset);
+    progress.set_position(position.at(batch.end_offset));
     break_batch(&mut encoder, &mut batch, &send);
 }
 
@@ -186,4 +186,61 @@ fn break_batch(
 ) -> bool {
     encoder.flush(1, &|target, rows| send(ReaderMessage::Rows(target, rows)))
         && send(ReaderMessage::BatchEnd(std::mem::take(batch)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use flate2::write::GzEncoder;
+    use flate2::Compression;
+
+    use super::*;
+    use crate::ingest::open::open_at;
+
+    #[test]
+    fn the_bar_of_a_gz_file_counts_its_compressed_bytes_and_ends_at_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("night.jsonl.gz");
+        let mut gzip = GzEncoder::new(Vec::new(), Compression::fast());
+        for i in 0..20_000 {
+            writeln!(
+                gzip,
+                r#"{{"event_id":"e{i}","customer_id":{},"fired_at":"01/01/2022, 00:00:06","user_id":{},"event_type":"FaqClick"}}"#,
+                i % 8,
+                i % 99
+            )
+            .unwrap();
+        }
+        let compressed = gzip.finish().unwrap();
+        std::fs::write(&path, &compressed).unwrap();
+        let size = compressed.len() as u64;
+
+        let bar = ProgressBar::hidden();
+        bar.set_length(size);
+        let options = LoadOptions {
+            batch_lines: 5_000,
+            ..LoadOptions::default()
+        };
+        let input = open_at(&path, options.max_line_bytes, 0, 1).unwrap();
+        let cleaner = Cleaner::default();
+        let (thread, mut receiver) =
+            spawn_reader(input, &cleaner, &options, (CopyLayout::Staged, None), &bar).unwrap();
+        let mut batches = 0;
+        let mut decompressed = 0;
+        while let Some(message) = receiver.blocking_recv() {
+            assert!(bar.position() <= size, "{} past {size}", bar.position());
+            if let ReaderMessage::BatchEnd(batch) = message {
+                batches += 1;
+                decompressed = batch.end_offset;
+            }
+        }
+        thread.join().unwrap();
+        assert_eq!(batches, 5, "four full batches, then the end of the input");
+        assert!(
+            decompressed > 4 * size,
+            "the lines' offsets are decompressed bytes"
+        );
+        assert_eq!(bar.position(), size, "the bar ends at the file's size");
+    }
 }

@@ -137,6 +137,22 @@ pub struct PlanStep {
     pub statements: Vec<String>,
 }
 
+impl PlanStep {
+    /// What the step does, for the progress bar: "claiming the stale keys", "dropping x",
+    /// "building x", "refreshing x" (an incremental relation: its stale keys), "adding the new
+    /// events to x".
+    pub fn describe(&self) -> String {
+        let relation = &self.relation;
+        match self.action {
+            Action::Prepare => "claiming the stale keys".to_owned(),
+            Action::Drop => format!("dropping {relation}"),
+            Action::Build { rebuild: true, .. } => format!("building {relation}"),
+            Action::Build { rebuild: false, .. } => format!("refreshing {relation}"),
+            Action::ApplyDelta { .. } => format!("adding the new events to {relation}"),
+        }
+    }
+}
+
 /// Everything one refresh executes, in order. Computed by [`plan_refresh`] from the files and the
 /// relations recorded in the database; executed by [`refresh`], printed by [`dry_run`].
 #[derive(Debug, Clone)]

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
+use indicatif::ProgressBar;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient, Transaction};
 
@@ -16,13 +17,16 @@ use crate::load::CREATE_CHANGED_EVENTS;
 use crate::report::summary::{add_step_seconds, RefreshSummary, StepSeconds};
 use crate::report_settings::{self, RequestedSettings};
 
-/// Builds what changed and refreshes the rest for the stale keys, in one transaction.
+/// Builds what changed and refreshes the rest for the stale keys, in one transaction; `progress`
+/// shows the step that runs.
 pub async fn refresh(
     client: &mut Client,
     views: &ViewSet,
     run_id: Option<i64>,
     options: RefreshOptions,
+    progress: &ProgressBar,
 ) -> Result<RefreshSummary> {
+    crate::progress::phase(progress, "refresh: planning");
     let transaction = client.transaction().await?;
     let events_read_before = events_read(&transaction).await?;
     // A settings change that no refresh has completed yet makes this one a full refresh.
@@ -47,6 +51,7 @@ pub async fn refresh(
     let mut step_seconds = StepSeconds::new();
     for step in &plan.steps {
         let started = Instant::now();
+        crate::progress::phase(progress, format!("refresh: {}", step.describe()));
         execute_step(&transaction, views, step).await?;
         let part = match step.action {
             Action::Prepare => "claim_stale_keys".to_owned(),
@@ -57,6 +62,7 @@ pub async fn refresh(
         add_step_seconds(&mut step_seconds, &part, started.elapsed().as_secs_f64());
     }
     let recording = Instant::now();
+    crate::progress::phase(progress, "refresh: recording and committing");
     // The next refresh's delta queries look up earlier clicks only for new page loads at or
     // before the bound this refresh has seen.
     transaction
