@@ -81,7 +81,7 @@ fn grant_statements(roles: &RoleNames, database: &str, schemas: &[String]) -> Ve
         format!("grant select, insert, update, delete on table elt.customer_newest_fired_at to {loader}"),
         format!("grant select, insert, update on table elt.runs to {loader}"),
         format!(
-            "grant select on table elt.settings, elt.refreshes, elt.refresh_keys, elt.managed_relations to {loader}"
+            "grant select on table elt.settings, elt.refreshes, elt.refresh_keys, elt.managed_relations, elt.freshness to {loader}"
         ),
         // transform: refresh (and the refresh of run / unload).
         format!("grant select on table elt.events to {transform}"),
@@ -107,6 +107,9 @@ fn grant_statements(roles: &RoleNames, database: &str, schemas: &[String]) -> Ve
     statements.extend([
         format!("grant usage on schema reports to {analyst}"),
         format!("grant select on all tables in schema reports to {analyst}"),
+        format!(
+            "grant execute on function reports.clicking_users(timestamptz, timestamptz) to {analyst}"
+        ),
         format!(
             "alter default privileges for role {transform} in schema reports grant select on tables to {analyst}"
         ),

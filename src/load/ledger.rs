@@ -286,6 +286,18 @@ pub(super) async fn record_batch(
                  duplicates = duplicates + $6,
                  rejected = rejected + $7,
                  blank = blank + $8,
+                 rejected_by_reason = (
+                     select coalesce(jsonb_object_agg(reason, lines order by reason), '{}')
+                     from (
+                         select counts.key as reason, sum(counts.value::bigint) as lines
+                         from (
+                             select * from jsonb_each_text(loads.rejected_by_reason)
+                             union all
+                             select * from jsonb_each_text($11::text::jsonb)
+                         ) as counts
+                         group by counts.key
+                     ) as per_reason
+                 ),
                  ends_with_newline = case when $4 = 0 then ends_with_newline else $9 end,
                  status = case when $10 then 'loaded' else status end,
                  finished_at = case when $10 then clock_timestamp() end
@@ -301,6 +313,7 @@ pub(super) async fn record_batch(
                 &(counts.blank as i64),
                 &batch.ends_with_newline,
                 &batch.at_end_of_input,
+                &serde_json::to_string(&counts.rejected_by_reason)?,
             ],
         )
         .await?;

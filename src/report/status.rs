@@ -36,18 +36,24 @@ pub async fn status(client: &Client, limit: i64) -> Result<Value> {
         .await?;
     let rejects = client
         .query(
+            // The ledger's counts (migrations/V10__load_quality.sql), not a scan of elt.rejects.
             "select row_to_json(rejects_by_reason)::text from (
-                 select reason, count(*) as lines from elt.rejects group by reason order by reason
+                 select by_reason.key as reason, sum(by_reason.value::bigint) as lines
+                 from elt.loads, jsonb_each_text(loads.rejected_by_reason) as by_reason
+                 group by by_reason.key order by by_reason.key
              ) as rejects_by_reason",
             &[],
         )
         .await?;
     let totals = client
         .query_one(
+            // Nothing here reads elt.events whole: the events are the ledger's sum (every
+            // loaded event is counted by exactly one load), the newest fired_at one step
+            // through the refresh index per customer.
             "select (select count(*) from elt.stale_keys),
-                    (select count(*) from elt.events),
+                    (select coalesce(sum(loaded), 0)::bigint from elt.loads),
                     -- RFC 3339, as row_to_json writes the ledger's and the runs' times
-                    (select to_json(max(fired_at)) #>> '{}' from elt.events),
+                    (select to_json(newest_fired_at) #>> '{}' from elt.freshness),
                     (select to_json(max(finished_at)) #>> '{}' from elt.refreshes),
                     (select count(*) from elt.unrefreshed_events)",
             &[],
