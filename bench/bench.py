@@ -12,6 +12,7 @@ Usage:
   bench/bench.py backfill [--history-lines N]                        an hour missing 30 days back, then it
   bench/bench.py nightly [--days 30] [--events-per-hour 5500]        a month, then one new day (older)
   bench/bench.py memory [--sizes 200000,2000000,20000000]             peak RSS by input size
+  bench/bench.py html --customers 1000 --users 100000 --customer-skew 1.1   the HTML report on 90 days
 
 --binary PATH (default target/release/campaign-elt) is the build measured; `cargo build --release`
 runs first unless --no-build is given or --binary names another file. --compare-binary PATH (full
@@ -1240,10 +1241,70 @@ def first_load(args):
         sys.exit(1)
 
 
+def html_report(args):
+    """The HTML report on a large history: 1,000 customers over --days (90) days. Renders the
+    default report (7 days, --top 20), the whole range (charts per UTC day) and every customer
+    charted, and opens each in headless Chromium (--dump-dom) alternating with a floor page of
+    the same size made of one <pre> (the browser's own cost of reading that many bytes) and an
+    empty page (starting the browser)."""
+    days, rate = args.days, args.events_per_hour or 500
+    lines = days * 24 * rate
+    path = realistic_stream(args, lines, rate)
+    db = f"{DB}html"
+    fresh_database(db)
+    sh([args.binary, "run", "--quiet", "--database-url", url(db), str(path)], stdout=subprocess.DEVNULL)
+    psql_commands(db, "vacuum analyze")
+    variants = [("default: 7 days, --top 20", []),
+                (f"all {days} days, --top 20 (per UTC day)", ["--from", "2022-01-01"]),
+                ("7 days, every customer charted (--top 100000)", ["--top", "100000"])]
+    chromium = next((c for c in ("chromium", "chromium-browser")
+                     if subprocess.run(["which", c], capture_output=True).returncode == 0), None)
+    if chromium is None:
+        sys.exit("bench html: needs chromium (apt-get install chromium)")
+    print(f"\nhtml: {lines:,} realistic lines over {days} days ({population_tag(args)}), "
+          f"{args.rounds} rounds (medians, [min-max])", file=sys.stderr)
+    empty = DATA / "html_empty.html"
+    empty.write_text("<!DOCTYPE html><html><body></body></html>")
+    print("| report | render s | bytes | rows read from elt.events | browser s | same-size <pre> s "
+          "| empty page s | browser / <pre> |")
+    print("|---|---|---|---|---|---|---|---|")
+    for label, flags in variants:
+        output = DATA / f"html_{len(flags)}_{flags[-1] if flags else 'default'}.html".replace("/", "_")
+        floor = output.with_suffix(".floor.html")
+        renders, browsers, floors, empties, reads = [], [], [], [], []
+        for round_number in range(args.rounds):
+            before = settled_counters(db)
+            seconds, _, _ = timed([args.binary, "report", "--format", "html", "--quiet", *flags,
+                                   "--output", str(output), "--database-url", url(db)])
+            after = settled_counters(db)
+            renders.append(seconds)
+            reads.append(after[0] - before[0] + after[1] - before[1])
+            size = output.stat().st_size
+            floor.write_text("<!DOCTYPE html><html><body><pre>" + "x" * max(size - 40, 0) + "</pre></body></html>")
+            pages = [(browsers, output), (floors, floor), (empties, empty)]
+            for results, page in (pages if round_number % 2 == 0 else pages[::-1]):
+                with tempfile_dir() as profile:
+                    browser_seconds, _, _ = timed(["timeout", "120", chromium, "--headless", "--no-sandbox",
+                                                   "--disable-gpu", f"--user-data-dir={profile}",
+                                                   "--window-size=1280,4000", "--dump-dom", f"file://{page}"])
+                results.append(browser_seconds)
+        print(f"| {label} | {median(renders):.2f} {spread(renders)} | {output.stat().st_size:,} | {median(reads):,.0f} "
+              f"| {median(browsers):.2f} {spread(browsers)} | {median(floors):.2f} {spread(floors)} "
+              f"| {median(empties):.2f} {spread(empties)} | {median(browsers) / median(floors):.2f} |")
+    events = psql(db, "select count(*) from elt.events").strip()
+    print(f"\n(elt.events holds {int(events):,} rows)")
+    drop_database(db)
+
+
+def tempfile_dir():
+    import tempfile
+    return tempfile.TemporaryDirectory(prefix="campaign-elt-bench-chromium-")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     modes = {"full": full, "first-load": first_load, "night-n": night_n, "growth": growth, "backfill": backfill,
-             "parse-only": parse_only, "nightly": nightly, "memory": memory}
+             "parse-only": parse_only, "nightly": nightly, "memory": memory, "html": html_report}
     parser.add_argument("mode", nargs="?", default="full", choices=list(modes))
     parser.add_argument("--binary", default=str(DEFAULT_BIN), help="the build to measure")
     parser.add_argument("--compare-binary", help="full, first-load: a second build to run in every round")
@@ -1262,7 +1323,7 @@ def main():
     parser.add_argument("--growth-history-lines", type=int, default=3_300_000, help="growth: the 1x history")
     parser.add_argument("--resend-share", type=float, default=0.005,
                         help="night-n, growth: share of a night's lines re-sent from the 7 days before it")
-    parser.add_argument("--days", type=int, default=30, help="nightly")
+    parser.add_argument("--days", type=int, help="nightly (default 30), html (default 90)")
     parser.add_argument("--events-per-hour", type=int,
                         help="clean events per hour; default: nightly 5500, night-n and growth 42000, backfill 4000, "
                              "first-load the generator's")
@@ -1273,6 +1334,8 @@ def main():
     args = parser.parse_args()
     if args.mode not in ("full", "first-load") and (args.compare_binary or args.input):
         parser.error("--compare-binary and --input belong to full and first-load")
+    if args.days is None:
+        args.days = 90 if args.mode == "html" else 30
     modes[args.mode](args)
 
 if __name__ == "__main__":

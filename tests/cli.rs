@@ -476,6 +476,13 @@ async fn the_quickstart_starts_a_private_server_when_none_answers() {
             said.contains("row(s) from reports.click_through_rate"),
             "{said}"
         );
+        let report = said
+            .lines()
+            .find_map(|line| line.strip_prefix("quickstart: the HTML report is "))
+            .and_then(|rest| rest.split(" (").next())
+            .unwrap_or_else(|| panic!("where the HTML report is: {said}"));
+        let html = std::fs::read_to_string(report).unwrap();
+        assert!(html.contains("<h1>Referral campaigns,"), "{report}");
         let second = run();
         assert_exit(&second, 0, "scripts/quickstart again");
         let said = stdout_and_stderr(&second);

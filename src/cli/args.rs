@@ -216,9 +216,10 @@ pub struct StatusArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ReportArgs {
     /// Report relation: a name in schema `reports` (page_loads, clicks, unique_user_clicks,
-    /// click_through_rate, or one an analyst added) or a `schema.name`.
+    /// click_through_rate, or one an analyst added) or a `schema.name`. Not with `--format
+    /// html`, which shows every report.
     #[arg(value_name = "NAME")]
-    pub name: String,
+    pub name: Option<String>,
 
     /// Only this customer.
     #[arg(long, value_name = "ID")]
@@ -232,13 +233,23 @@ pub struct ReportArgs {
     #[arg(long, value_name = "TIME", value_parser = parse_time_bound)]
     pub to: Option<DateTime<Utc>>,
 
-    /// Output format.
+    /// Output format; `html` writes one self-contained file (`--output`) with an overview of
+    /// every customer, charts of the top ones and the data quality, over `--from`/`--to`
+    /// [default range for html: the 7 days up to the newest event].
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     pub format: ReportFormat,
 
-    /// At most this many rows.
-    #[arg(long, value_name = "N")]
+    /// At most this many rows (table, CSV, JSON).
+    #[arg(long, value_name = "N", conflicts_with = "output")]
     pub limit: Option<i64>,
+
+    /// The HTML report's file (only with `--format html`, which needs it).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// How many customers, by volume, the HTML report charts in full.
+    #[arg(long, value_name = "N", default_value_t = 20, requires = "output")]
+    pub top: usize,
     #[command(flatten)]
     pub database: DatabaseArgs,
 }

@@ -18,6 +18,8 @@ pub enum ReportFormat {
     Table,
     Csv,
     Json,
+    /// One self-contained HTML file of every report (`--output FILE`).
+    Html,
 }
 
 /// Which rows of which relation to print, and how.
@@ -120,6 +122,7 @@ pub async fn print_report(client: &Client, args: &ReportQuery, out: &mut dyn Wri
         raw_cell_text(record.get(column).map(|value| value.get()))
     };
     match args.format {
+        ReportFormat::Html => bail!("the HTML report is written by report::html, not printed"),
         ReportFormat::Json => {
             serde_json::to_writer_pretty(&mut *out, &records)?;
             writeln!(out)?;
