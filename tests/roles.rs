@@ -191,13 +191,13 @@ async fn relations_built_before_setup_are_handed_to_the_transform_role() {
     ] {
         assert_denied(&analyst, "analyst", sql).await;
     }
-    // The counts-only views the migrations create (load_quality, freshness) stay with the
+    // The views the migrations create (load_quality, freshness, restatements) stay with the
     // schema's owner: they read the ledger with its rights.
     let owners = common::rows(
         &test.db.client().await,
         "select distinct pg_get_userbyid(relowner) from pg_class
          where relnamespace = 'reports'::regnamespace and relkind in ('r', 'v', 'm')
-             and relname not in ('load_quality', 'freshness')",
+             and relname not in ('load_quality', 'freshness', 'restatements')",
     )
     .await;
     assert_eq!(owners, vec![test.role("transform")]);

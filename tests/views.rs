@@ -697,14 +697,22 @@ async fn dry_run_prints_the_statements_in_order_and_changes_nothing() {
     let daily = "-- reports/daily_click_through_rate.sql (new)";
     let delta = "-- intermediate/int_customer_hourly.delta.sql (the new events' delta)";
     let scope = "create or replace temporary view";
+    // A contract relation keeps the rows of the stale keys, refreshes them and records the
+    // published rows that changed.
     let refreshed = |file: &str, relation: &str| {
+        let kept = format!("\"elt_published_reports_{relation}\"");
         [
             format!("-- {file} (refresh) | {scope}"),
             format!("-- {file} (refresh) | {scope}"),
+            format!("-- {file} (refresh) | drop table if exists {kept}"),
+            format!("-- {file} (refresh) | create temporary table {kept} on"),
             format!("-- {file} (refresh) | delete from \"reports\".\"{relation}\" as target"),
             format!("-- {file} (refresh) | insert into \"reports\".\"{relation}\""),
+            format!("-- {file} (refresh) | insert into elt_restatements (relation, customer_id,"),
+            format!("-- {file} (refresh) | drop table {kept}"),
         ]
     };
+    let kept_page_loads = "\"elt_published_reports_page_loads\"";
     let mut expected = vec![
         format!("{claim} | create temporary table elt_queued_ranges on"),
         format!("{claim} | analyze elt_queued_ranges"),
@@ -713,6 +721,9 @@ async fn dry_run_prints_the_statements_in_order_and_changes_nothing() {
         format!("{claim} | analyze elt_all_ranges"),
         format!("{claim} | {scope}"),
         format!("{claim} | {scope}"),
+        format!("{claim} | create temporary table elt_restatements ("),
+        format!("{page_loads} | drop table if exists {kept_page_loads}"),
+        format!("{page_loads} | create temporary table {kept_page_loads} on"),
         format!("{page_loads} | drop table if exists \"reports\".\"page_loads\""),
         "-- campaign-elt: copy elt.unrefreshed_events into changed_events | ".into(),
         format!("{delta} | drop table if exists elt_model_delta"),
@@ -737,6 +748,11 @@ async fn dry_run_prints_the_statements_in_order_and_changes_nothing() {
         format!("{page_loads} | {scope}"),
         format!("{page_loads} | create table \"reports\".\"page_loads\" as"),
         format!("{page_loads} | create unique index \"reports_page_loads_unique_key\" on"),
+        format!("{page_loads} | drop table if exists elt_changed_rows"),
+        format!("{page_loads} | create temporary table elt_changed_rows on"),
+        format!("{page_loads} | insert into elt_restatements (relation, customer_id,"),
+        format!("{page_loads} | insert into elt_restatements (relation, changed_rows,"),
+        format!("{page_loads} | drop table {kept_page_loads}"),
     ]);
     expected.extend(refreshed(
         "reports/unique_user_clicks.sql",

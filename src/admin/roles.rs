@@ -81,7 +81,7 @@ fn grant_statements(roles: &RoleNames, database: &str, schemas: &[String]) -> Ve
         format!("grant select, insert, update, delete on table elt.customer_newest_fired_at to {loader}"),
         format!("grant select, insert, update on table elt.runs to {loader}"),
         format!(
-            "grant select on table elt.settings, elt.refreshes, elt.refresh_keys, elt.managed_relations, elt.freshness to {loader}"
+            "grant select on table elt.settings, elt.refreshes, elt.refresh_keys, elt.managed_relations, elt.freshness, elt.restatements to {loader}"
         ),
         // transform: refresh (and the refresh of run / unload).
         format!("grant select on table elt.events to {transform}"),
@@ -94,6 +94,8 @@ fn grant_statements(roles: &RoleNames, database: &str, schemas: &[String]) -> Ve
         format!("grant select, insert on table elt.refresh_keys to {transform}"),
         // the data tests after a refresh record what they found
         format!("grant select, insert, update on table elt.data_test_results to {transform}"),
+        // the refresh records restatements; purge-restatements deletes old ones
+        format!("grant select, insert, delete on table elt.restatements to {transform}"),
         // Each views/ directory is a schema; the refresh runs `create schema if not exists`.
         format!("grant create on database {database} to {transform}"),
     ];

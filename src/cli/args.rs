@@ -335,6 +335,20 @@ pub struct PurgeRejectsArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct PurgeRestatementsArgs {
+    /// Delete the restatements of refreshes that finished more than this long ago: a whole
+    /// number and a unit `s`, `m`, `h`, `d` or `w` (e.g. `90d`); `0s` deletes all of them.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub older_than: Duration,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub run_lock: RunLockArgs,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct SetupRolesArgs {
     /// Prefix of the role names: PREFIX_loader, PREFIX_transform and PREFIX_analyst (lowercase
     /// letters, digits and `_`, starting with a letter or `_`).

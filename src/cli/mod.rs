@@ -134,6 +134,9 @@ pub enum Command {
     /// Delete the stored raw rejected lines (they may hold personal data) of loads that started
     /// before a cutoff: the retention tool for elt.rejects.
     PurgeRejects(PurgeRejectsArgs),
+    /// Delete the restatements (published report rows a later refresh changed) recorded by
+    /// refreshes that finished before a cutoff: the retention tool for elt.restatements.
+    PurgeRestatements(PurgeRestatementsArgs),
     /// Create (idempotently) the least-privilege group roles PREFIX_loader, PREFIX_transform and
     /// PREFIX_analyst and grant them what their commands need; run as the schema owner.
     SetupRoles(SetupRolesArgs),
@@ -161,6 +164,7 @@ impl Command {
             Command::Report(_) => "report",
             Command::Generate(_) => "generate",
             Command::PurgeRejects(_) => "purge-rejects",
+            Command::PurgeRestatements(_) => "purge-restatements",
             Command::SetupRoles(_) => "setup-roles",
         }
     }
@@ -193,6 +197,7 @@ impl Command {
             Command::Report(args) => (Some(&args.database), None, None),
             Command::Test(args) => (Some(&args.database), None, Some(&args.views)),
             Command::PurgeRejects(args) => (Some(&args.database), Some(&args.run_lock), None),
+            Command::PurgeRestatements(args) => (Some(&args.database), Some(&args.run_lock), None),
             Command::SetupRoles(args) => (Some(&args.database), Some(&args.run_lock), None),
             Command::Check(_) | Command::Generate(_) => (None, None, None),
         };
@@ -314,7 +319,12 @@ mod tests {
         for name in ["load", "refresh", "run", "unload"] {
             assert_eq!(offered(name), all, "{name}");
         }
-        for name in ["migrate", "purge-rejects", "setup-roles"] {
+        for name in [
+            "migrate",
+            "purge-rejects",
+            "purge-restatements",
+            "setup-roles",
+        ] {
             assert_eq!(offered(name), ["--database-url", "--no-wait"], "{name}");
         }
         for name in ["status", "report"] {

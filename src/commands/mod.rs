@@ -37,7 +37,18 @@ pub async fn execute(cli: &Cli, stdout: &mut dyn Write) -> Result<i32> {
         Command::Status(args) => status::status(global, args, stdout).await,
         Command::Report(args) => report::report(global, args, stdout).await,
         Command::Test(_) => test::test(global, stdout).await,
-        Command::PurgeRejects(args) => purge::purge_rejects(global, args, stdout).await,
+        Command::PurgeRejects(args) => {
+            purge::purge(global, purge::Retention::Rejects, args.older_than, stdout).await
+        }
+        Command::PurgeRestatements(args) => {
+            purge::purge(
+                global,
+                purge::Retention::Restatements,
+                args.older_than,
+                stdout,
+            )
+            .await
+        }
         Command::SetupRoles(args) => roles::setup_roles(global, args, stdout).await,
         Command::Load(args) => load::load(global, args, stdout).await,
         Command::Refresh(args) => refresh::refresh(global, args, stdout).await,

@@ -59,6 +59,27 @@ pub async fn status(client: &Client, limit: i64) -> Result<Value> {
             &[],
         )
         .await?;
+    // Restated rows in all (a summary row counts its rows) and the latest ones.
+    let restated_rows: i64 = client
+        .query_one(
+            "select coalesce(sum(changed_rows), 0)::bigint from elt.restatements",
+            &[],
+        )
+        .await?
+        .get(0);
+    let restatements = client
+        .query(
+            "select row_to_json(restatement)::text from (
+                 select restatements.refresh_id, refreshes.finished_at as refreshed_at,
+                     restatements.relation, restatements.customer_id, restatements.hour,
+                     restatements.old_values, restatements.new_values, restatements.changed_rows,
+                     restatements.cause
+                 from elt.restatements
+                 inner join elt.refreshes on refreshes.refresh_id = restatements.refresh_id
+                 order by restatements.restatement_id desc limit $1) as restatement",
+            &[&limit],
+        )
+        .await?;
     let relations = client
         .query(
             "select row_to_json(relation)::text from (
@@ -81,6 +102,8 @@ pub async fn status(client: &Client, limit: i64) -> Result<Value> {
         "stale_keys": totals.get::<_, i64>(0),
         "unrefreshed_events": totals.get::<_, i64>(4),
         "rejects_by_reason": to_json(rejects)?,
+        "restated_rows": restated_rows,
+        "restatements": to_json(restatements)?,
         "loads": to_json(loads)?,
         "runs": to_json(runs)?,
         "relations": to_json(relations)?,
@@ -279,6 +302,26 @@ pub fn render_status(status: &Value, out: &mut dyn Write) -> Result<()> {
             "exit_code",
             "started_at",
             "finished_at",
+        ],
+    )?;
+    writeln!(
+        out,
+        "\npublished report rows restated by later refreshes: {}",
+        status["restated_rows"]
+    )?;
+    section(
+        out,
+        "latest restatements (newest first)",
+        &status["restatements"],
+        &[
+            "refreshed_at",
+            "relation",
+            "customer_id",
+            "hour",
+            "old_values",
+            "new_values",
+            "changed_rows",
+            "cause",
         ],
     )?;
     section(

@@ -108,6 +108,9 @@ pub struct RefreshSummary {
     pub events_read: i64,
     pub rebuilt_relations: Vec<String>,
     pub dropped_relations: Vec<String>,
+    /// Report rows an earlier refresh had published that this one changed or removed
+    /// (`elt.restatements`; a summary row counts its rows).
+    pub restated_rows: i64,
     /// Why the incremental models read their stale keys' events in one scan instead of through
     /// the index: the stale keys were a large share of an incremental relation's rows (see
     /// `SCAN_AT_STALE_SHARE`).
@@ -212,7 +215,7 @@ impl RunSummary {
         if let Some(refresh) = &self.refresh {
             let _ = writeln!(
                 out,
-                "refresh {}: {} key(s) recomputed{}, {} event row(s) read{}",
+                "refresh {}: {} key(s) recomputed{}, {} event row(s) read, {} published row(s) restated{}",
                 refresh.refresh_id,
                 refresh.recomputed_keys,
                 match (&refresh.stale_keys_read_by_scan, refresh.full_refresh) {
@@ -221,6 +224,7 @@ impl RunSummary {
                     (None, false) => String::new(),
                 },
                 refresh.events_read,
+                refresh.restated_rows,
                 if refresh.rebuilt_relations.is_empty() {
                     String::new()
                 } else {

@@ -294,6 +294,7 @@ pub fn plan_refresh_reading(
         prepare.extend(PREPARE_ALL_RANGES.iter().map(|s| s.to_string()));
     }
     prepare.extend(INCREMENTAL_REFRESH_SCOPE.iter().map(|s| s.to_string()));
+    prepare.push(PREPARE_RESTATEMENTS.to_owned());
     let mut steps = vec![PlanStep {
         path: "campaign-elt".into(),
         relation: String::new(),
@@ -324,7 +325,13 @@ pub fn plan_refresh_reading(
             rebuild.get(model.relation.as_str()),
             recorded.get(model.relation.as_str()),
         ) {
-            drops.push(drop(relation, &model.path, why.clone()));
+            let mut step = drop(relation, &model.path, why.clone());
+            if model.records_restatements && relation.materialized == Materialization::Incremental {
+                // The published rows, kept until the new relation is built and compared.
+                step.statements
+                    .splice(0..0, keep_published_rows(model, None));
+            }
+            drops.push(step);
         }
     }
     steps.extend(readers_first(drops, &recorded));
@@ -343,9 +350,23 @@ pub fn plan_refresh_reading(
             .get(&model.relation)
             .copied()
             .unwrap_or(StaleKeysRead::ByIndex);
-        let statements = model_statements(model, why.is_some(), read);
+        let mut statements = model_statements(model, why.is_some(), read);
         if statements.is_empty() {
             continue; // an unchanged view: nothing to do
+        }
+        let was_published = recorded
+            .get(model.relation.as_str())
+            .is_some_and(|relation| relation.materialized == Materialization::Incremental);
+        if let (Some(why), true, true) = (why, was_published, model.records_restatements) {
+            let cause = match why {
+                Why::Changed | Why::DependsOn(_) => "'edited model'",
+                _ => REFRESH_CAUSE,
+            };
+            statements.extend(record_restatements(
+                model,
+                cause,
+                Some(SUMMARIZE_RESTATEMENTS_ABOVE),
+            ));
         }
         steps.push(PlanStep {
             path: model.path.clone(),
@@ -429,6 +450,9 @@ pub(super) fn model_statements(model: &Model, rebuild: bool, read: StaleKeysRead
         }
         (Materialization::Incremental, false) => {
             statements.extend(refresh_scope(model, read));
+            if model.records_restatements {
+                statements.extend(keep_published_rows(model, Some("stale_ranges")));
+            }
             statements.push(format!(
                 "delete from {relation} as target using stale_ranges \
                  where target.customer_id = stale_ranges.customer_id \
@@ -439,6 +463,9 @@ pub(super) fn model_statements(model: &Model, rebuild: bool, read: StaleKeysRead
                  where exists (select 1 from stale_ranges where stale_ranges.customer_id = model.customer_id \
                  and model.hour >= stale_ranges.starts_at and model.hour < stale_ranges.ends_at)"
             ));
+            if model.records_restatements {
+                statements.extend(record_restatements(model, REFRESH_CAUSE, None));
+            }
         }
         (Materialization::MaterializedView, true) => {
             statements.push(format!("create materialized view {relation} as\n{sql}"));
@@ -484,6 +511,91 @@ from claimed",
     "analyze elt_queued_ranges",
     "lock table elt.unrefreshed_events in exclusive mode",
 ];
+
+/// This refresh's restatements until it records them with its refresh id (see `refresh`).
+pub(super) const PREPARE_RESTATEMENTS: &str = "create temporary table elt_restatements (
+    relation text not null,
+    customer_id bigint,
+    hour timestamptz,
+    old_values jsonb,
+    new_values jsonb,
+    changed_rows bigint not null default 1,
+    cause text not null
+) on commit drop";
+
+/// Why this refresh changes published rows, unless a model was edited: `refresh` defines
+/// `elt_refresh_cause` before the plan runs (late lines, unload, settings change, full refresh).
+pub(super) const REFRESH_CAUSE: &str = "(select cause from elt_refresh_cause)";
+
+/// Above this many changed rows of one relation, a rebuild records one summary row.
+pub const SUMMARIZE_RESTATEMENTS_ABOVE: i64 = 10_000;
+
+/// The temporary table that holds a relation's published rows during its step.
+fn published_rows_table(model: &Model) -> String {
+    quote_ident(&format!(
+        "elt_published_{}",
+        model.relation.replace('.', "_")
+    ))
+}
+
+/// Keeps the rows of `model` that its step may change: those of `ranges` (the stale ranges),
+/// or every row before a rebuild.
+fn keep_published_rows(model: &Model, ranges: Option<&str>) -> Vec<String> {
+    let kept = published_rows_table(model);
+    let relation = quote_relation(&model.relation);
+    let rows = match ranges {
+        Some(ranges) => format!(
+            "select target.* from {relation} as target inner join {ranges} \
+             on target.customer_id = {ranges}.customer_id \
+             and target.hour >= {ranges}.starts_at and target.hour < {ranges}.ends_at"
+        ),
+        None => format!("select * from {relation}"),
+    };
+    vec![
+        format!("drop table if exists {kept}"),
+        format!("create temporary table {kept} on commit drop as {rows}"),
+    ]
+}
+
+/// Records the kept rows that the step changed or removed (a first appearance is no
+/// restatement): each, or one summary row above `summarize_above` changed rows.
+fn record_restatements(model: &Model, cause: &str, summarize_above: Option<i64>) -> Vec<String> {
+    let kept = published_rows_table(model);
+    let relation = quote_relation(&model.relation);
+    let name = model.relation.replace('\'', "''");
+    let changed = format!(
+        "select '{name}' as relation, published.customer_id, published.hour,
+    to_jsonb(published) - 'customer_id' - 'hour' as old_values, now_row.new_values
+from {kept} as published
+left join lateral (
+    select to_jsonb(current_row) - 'customer_id' - 'hour' as new_values
+    from {relation} as current_row
+    where current_row.customer_id = published.customer_id and current_row.hour = published.hour
+) as now_row on true
+where now_row.new_values is distinct from to_jsonb(published) - 'customer_id' - 'hour'"
+    );
+    let mut statements = match summarize_above {
+        None => vec![format!(
+            "insert into elt_restatements (relation, customer_id, hour, old_values, new_values, cause)
+select changed.*, {cause} from ({changed}) as changed"
+        )],
+        Some(limit) => vec![
+            "drop table if exists elt_changed_rows".to_owned(),
+            format!("create temporary table elt_changed_rows on commit drop as {changed}"),
+            format!(
+                "insert into elt_restatements (relation, customer_id, hour, old_values, new_values, cause)
+select changed.*, {cause} from elt_changed_rows as changed
+where (select count(*) from elt_changed_rows) <= {limit}"
+            ),
+            format!(
+                "insert into elt_restatements (relation, changed_rows, cause)
+select '{name}', count(*), {cause} from elt_changed_rows having count(*) > {limit}"
+            ),
+        ],
+    };
+    statements.push(format!("drop table {kept}"));
+    statements
+}
 
 /// The last statement of every refresh plan: the unrefreshed events are in the models now (added
 /// by their deltas, or read by a rebuild), so the queue is emptied — in the refresh's

@@ -48,6 +48,13 @@ pub async fn refresh(
         .map(|relation| (relation.clone(), StaleKeysRead::ByScan))
         .collect();
     let plan = plan_refresh_reading(views, &managed, options.full_refresh || pending, &reads);
+    let cause = refresh_cause(&transaction, run_id, options.full_refresh, pending).await?;
+    transaction
+        .execute(
+            "create temporary table elt_refresh_cause on commit drop as select $1::text as cause",
+            &[&cause],
+        )
+        .await?;
     let mut step_seconds = StepSeconds::new();
     for step in &plan.steps {
         let started = Instant::now();
@@ -99,6 +106,21 @@ pub async fn refresh(
         )
         .await?;
     let refresh_id: i64 = row.get(0);
+    let restated: i64 = transaction
+        .query_one(
+            "with recorded as (
+                 insert into elt.restatements
+                     (refresh_id, relation, customer_id, hour, old_values, new_values, changed_rows, cause)
+                 select $1, relation, customer_id, hour, old_values, new_values, changed_rows, cause
+                 from elt_restatements
+                 returning changed_rows
+             )
+             select coalesce(sum(changed_rows), 0)::bigint from recorded",
+            &[&refresh_id],
+        )
+        .await
+        .context("cannot record the refresh's restatements")?
+        .get(0);
     transaction
         .execute(
             "insert into elt.refresh_keys (refresh_id, customer_id, hour)
@@ -122,9 +144,38 @@ pub async fn refresh(
         events_read: row.get(2),
         rebuilt_relations: rebuilt,
         dropped_relations: plan.dropped(),
+        restated_rows: restated,
         stale_keys_read_by_scan: (!read_by_scan.is_empty())
             .then(|| read_by_scan.into_values().collect::<Vec<_>>().join("; ")),
         step_seconds,
+    })
+}
+
+/// Why this refresh may change published report rows, for the restatements it records (a
+/// rebuild of an edited model says so itself): a settings change or `--full-refresh`, else an
+/// unload, else lines loaded since the last refresh.
+async fn refresh_cause(
+    transaction: &Transaction<'_>,
+    run_id: Option<i64>,
+    full_refresh: bool,
+    settings_changed: bool,
+) -> Result<&'static str> {
+    if settings_changed {
+        return Ok("settings change");
+    }
+    if full_refresh {
+        return Ok("full refresh");
+    }
+    let command: Option<String> = match run_id {
+        Some(run_id) => transaction
+            .query_opt("select command from elt.runs where run_id = $1", &[&run_id])
+            .await?
+            .map(|row| row.get(0)),
+        None => None,
+    };
+    Ok(match command.as_deref() {
+        Some("unload") => "unload",
+        _ => "late lines",
     })
 }
 

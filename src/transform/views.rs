@@ -85,7 +85,21 @@ pub struct Model {
     /// instead of recomputing the keys those events touch (see `transform::refresh`). Part of the
     /// model's checksum.
     pub delta: Option<CompanionQuery>,
+    /// Changes to rows an earlier refresh published are recorded in `elt.restatements`: the
+    /// four contract reports always, another incremental model with `-- restatements: recorded`.
+    pub records_restatements: bool,
 }
+
+/// The relations whose restatements are always recorded: the reports' contract.
+pub const CONTRACT_RELATIONS: [&str; 4] = [
+    "reports.page_loads",
+    "reports.clicks",
+    "reports.unique_user_clicks",
+    "reports.click_through_rate",
+];
+
+/// The header value that opts a model into recording its restatements.
+const RESTATEMENTS_RECORDED: &str = "recorded";
 
 /// A query a model declares in a file beside it: its stale keys or its delta.
 ///
@@ -438,6 +452,7 @@ pub(super) fn check_identifier(name: &str, path: &str) -> Result<()> {
 pub(super) fn parse_model(relation: &str, path: &str, sql: String) -> Result<Model> {
     let mut materialized = None;
     let mut unique_key = None;
+    let mut restatements_header = None;
     for line in sql.lines() {
         let trimmed = line.trim();
         if trimmed.is_empty() {
@@ -456,6 +471,7 @@ pub(super) fn parse_model(relation: &str, path: &str, sql: String) -> Result<Mod
                         )
                     })?)
                 }
+                "restatements" => restatements_header = Some(value.trim().to_owned()),
                 "unique_key" => {
                     unique_key = Some(
                         value
@@ -485,6 +501,20 @@ pub(super) fn parse_model(relation: &str, path: &str, sql: String) -> Result<Mod
     {
         bail!("{path}: an incremental relation is keyed by customer_id and hour; its unique_key must include both");
     }
+    let records_restatements = match restatements_header.as_deref() {
+        None => CONTRACT_RELATIONS.contains(&relation),
+        Some(RESTATEMENTS_RECORDED) if materialized == Materialization::Incremental
+            && unique_key.len() == INCREMENTAL_KEY.len() =>
+        {
+            true
+        }
+        Some(RESTATEMENTS_RECORDED) => bail!(
+            "{path}: `-- restatements: {RESTATEMENTS_RECORDED}` needs an incremental relation keyed by customer_id and hour alone"
+        ),
+        Some(other) => bail!(
+            "{path}: unknown restatements value {other:?} (the header is `-- restatements: {RESTATEMENTS_RECORDED}`)"
+        ),
+    };
     let body = sql.trim_end().trim_end_matches(';').to_owned();
     let checksum = blake3::hash(sql.as_bytes()).to_hex()[..32].to_owned();
     Ok(Model {
@@ -497,6 +527,7 @@ pub(super) fn parse_model(relation: &str, path: &str, sql: String) -> Result<Mod
         depends_on: BTreeSet::new(),
         stale_keys: None,
         delta: None,
+        records_restatements,
     })
 }
 

@@ -79,6 +79,24 @@ pub struct LoadQuality {
     pub blank: i64,
 }
 
+/// One row of `reports.restatements`: a published row a later refresh changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Restatement {
+    pub refreshed_at: Option<DateTime<Utc>>,
+    pub relation: String,
+    /// `None` in a summary row (a rebuild that changed more than 10,000 rows).
+    pub customer_id: Option<i64>,
+    pub hour: Option<DateTime<Utc>>,
+    /// The changed columns: (column, old value, new value), as PostgreSQL wrote them in JSON
+    /// ("removed" as the new value of a row that disappeared).
+    pub changes: Vec<(String, String, String)>,
+    pub changed_rows: i64,
+    pub cause: String,
+}
+
+/// How many restatements the report lists (the newest).
+pub const LISTED_RESTATEMENTS: i64 = 20;
+
 /// `reports.freshness`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Freshness {
@@ -108,6 +126,9 @@ pub struct ReportData {
     pub freshness: Freshness,
     /// The relations in schema `reports` (names from analysts' files: escaped when shown).
     pub report_relations: Vec<String>,
+    /// The newest restatements, and how many published rows were restated in all.
+    pub restatements: Vec<Restatement>,
+    pub restated_rows: i64,
 }
 
 /// One statement's rows of the three contract relations in the range, per customer and hour.
@@ -235,6 +256,7 @@ pub async fn read(client: &Client, request: &HtmlRequest) -> Result<ReportData> 
         .iter()
         .map(|row| format!("reports.{}", row.get::<_, String>(0)))
         .collect();
+    let (restatements, restated_rows) = restatements(client).await?;
     Ok(ReportData {
         generated_at: Utc::now(),
         from,
@@ -246,7 +268,62 @@ pub async fn read(client: &Client, request: &HtmlRequest) -> Result<ReportData> 
         rejects_by_reason,
         freshness,
         report_relations,
+        restatements,
+        restated_rows,
     })
+}
+
+async fn restatements(client: &Client) -> Result<(Vec<Restatement>, i64)> {
+    let restated_rows: i64 = client
+        .query_one(
+            "select coalesce(sum(changed_rows), 0)::bigint from reports.restatements",
+            &[],
+        )
+        .await
+        .context("cannot read reports.restatements")?
+        .get(0);
+    // The changed columns in SQL: each key whose value differs, with both values as JSON text
+    // (three arrays in the same order).
+    let rows = client
+        .query(
+            "select refreshed_at, relation, customer_id, hour, changed_rows, cause,
+                 coalesce(changed.columns, '{}'), coalesce(changed.old, '{}'), coalesce(changed.new, '{}')
+             from reports.restatements
+             left join lateral (
+                 select array_agg(old_value.key order by old_value.key) as columns,
+                     array_agg(old_value.value::text order by old_value.key) as old,
+                     array_agg(coalesce((new_values -> old_value.key)::text, 'removed')
+                               order by old_value.key) as new
+                 from jsonb_each(old_values) as old_value
+                 where new_values is null or new_values -> old_value.key is distinct from old_value.value
+             ) as changed on true
+             order by restatement_id desc limit $1",
+            &[&LISTED_RESTATEMENTS],
+        )
+        .await
+        .context("cannot read reports.restatements")?;
+    let restatements = rows
+        .iter()
+        .map(|row| {
+            let (columns, old, new): (Vec<String>, Vec<String>, Vec<String>) =
+                (row.get(6), row.get(7), row.get(8));
+            Restatement {
+                refreshed_at: row.get(0),
+                relation: row.get(1),
+                customer_id: row.get(2),
+                hour: row.get(3),
+                changed_rows: row.get(4),
+                cause: row.get(5),
+                changes: columns
+                    .into_iter()
+                    .zip(old)
+                    .zip(new)
+                    .map(|((column, old), new)| (column, old, new))
+                    .collect(),
+            }
+        })
+        .collect();
+    Ok((restatements, restated_rows))
 }
 
 /// The end of the default range: the start of the hour after `newest`.

@@ -331,10 +331,54 @@ fn quality(html: &mut String, data: &ReportData) {
         }
         html.push_str("</tbody></table>");
     }
+    restatements(html, data);
     html.push_str("<h3>Report relations</h3><p>");
     let names: Vec<String> = data.report_relations.iter().map(|n| escape(n)).collect();
     html.push_str(&names.join(", "));
     html.push_str("</p>");
+}
+
+/// The latest restatements, one sentence each: "clicks for customer 344 at 2022-01-03 23:00 UTC
+/// changed 41 -> 43 in the refresh of 2022-01-05 08:00 UTC (late lines)".
+fn restatements(html: &mut String, data: &ReportData) {
+    let _ = write!(
+        html,
+        "<h3>Restatements</h3><p class=\"note\">Published report rows that a later refresh changed or removed: {} in all; the newest {}.</p>",
+        count(data.restated_rows),
+        data.restatements.len()
+    );
+    if data.restatements.is_empty() {
+        html.push_str("<p>No published row has changed.</p>");
+        return;
+    }
+    html.push_str("<ul id=\"restatements\">");
+    for restatement in &data.restatements {
+        let when = utc_or_never(restatement.refreshed_at);
+        let cause = escape(&restatement.cause);
+        let relation = escape(&restatement.relation);
+        let sentence = match (restatement.customer_id, restatement.hour) {
+            (Some(customer), Some(hour)) => {
+                let changes: Vec<String> = restatement
+                    .changes
+                    .iter()
+                    .map(|(column, old, new)| {
+                        format!("{} {} -&gt; {}", escape(column), escape(old), escape(new))
+                    })
+                    .collect();
+                format!(
+                    "{relation}: {} for customer {customer} at {} in the refresh of {when} ({cause})",
+                    if changes.is_empty() { "changed".to_owned() } else { changes.join(", ") },
+                    utc(hour)
+                )
+            }
+            _ => format!(
+                "{relation}: {} rows changed in the refresh of {when} ({cause})",
+                count(restatement.changed_rows)
+            ),
+        };
+        let _ = write!(html, "<li>{sentence}</li>");
+    }
+    html.push_str("</ul>");
 }
 
 #[cfg(test)]
@@ -389,6 +433,16 @@ mod tests {
                 ..Freshness::default()
             },
             report_relations: vec![format!("reports.{hostile}")],
+            restatements: vec![crate::report::html::data::Restatement {
+                refreshed_at: Some(to),
+                relation: "reports.clicks".into(),
+                customer_id: Some(344),
+                hour: Some(from),
+                changes: vec![("clicks".into(), "41".into(), "43".into())],
+                changed_rows: 1,
+                cause: "late lines".into(),
+            }],
+            restated_rows: 1,
         }
     }
 
@@ -418,6 +472,9 @@ mod tests {
         assert!(html.contains("1\u{2009}234"));
         assert!(html.contains("3.24 %"));
         assert!(html.contains("hour (UTC)"));
+        assert!(html.contains(
+            "reports.clicks: clicks 41 -&gt; 43 for customer 344 at 2022-01-01 00:00 UTC in the refresh of 2022-01-08 00:00 UTC (late lines)"
+        ));
     }
 
     #[test]
