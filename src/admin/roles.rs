@@ -112,6 +112,8 @@ fn grant_statements(roles: &RoleNames, database: &str, schemas: &[String]) -> Ve
         format!(
             "grant execute on function reports.clicking_users(timestamptz, timestamptz) to {analyst}"
         ),
+        // the newest fired_at of status and reports.freshness, the loader's bulk finish
+        format!("grant execute on function elt.event_customers() to {loader}, {transform}, {analyst}"),
         format!(
             "alter default privileges for role {transform} in schema reports grant select on tables to {analyst}"
         ),

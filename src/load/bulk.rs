@@ -239,24 +239,10 @@ pub async fn finish(
 /// Run after the key is built; if it is interrupted, the customers simply have no bound.
 const RECORD_NEWEST_FIRED_AT: &str = "
 insert into elt.customer_newest_fired_at (customer_id, newest_fired_at)
-with recursive customers as (
-    (select customer_id from elt.events order by customer_id limit 1)
-    union all
-    select (
-        select events.customer_id
-        from elt.events
-        where events.customer_id > customers.customer_id
-        order by events.customer_id
-        limit 1
-    )
-    from customers
-    where customers.customer_id is not null
-)
 select
     customers.customer_id,
     (select max(events.fired_at) from elt.events where events.customer_id = customers.customer_id)
-from customers
-where customers.customer_id is not null
+from elt.event_customers() as customers (customer_id)
 on conflict (customer_id) do update
 set newest_fired_at = greatest(customer_newest_fired_at.newest_fired_at, excluded.newest_fired_at)";
 
