@@ -43,8 +43,19 @@ fn help_documents_every_command() {
     assert_eq!(output.status.code(), Some(0));
     let help = stdout(&output);
     for command in [
-        "migrate", "load", "refresh", "run", "status", "unload", "test", "check", "report",
+        "migrate",
+        "load",
+        "refresh",
+        "run",
+        "status",
+        "unload",
+        "test",
+        "check",
+        "report",
         "generate",
+        "purge-rejects",
+        "purge-restatements",
+        "setup-roles",
     ] {
         assert!(help.contains(command), "{command} missing from --help");
     }

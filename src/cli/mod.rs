@@ -121,13 +121,15 @@ pub enum Command {
     Run(RunArgs),
     /// Take a load back: remove its events, rejects and ledger row, then refresh what it touched.
     Unload(UnloadArgs),
-    /// Show the ledger, recent runs, stale keys, rejects by reason and data freshness.
+    /// Show the ledger, recent runs, stale keys, rejects by reason, restatements and data
+    /// freshness.
     Status(StatusArgs),
     /// Run the SQL data tests (views/tests) against the current reports.
     Test(TestArgs),
     /// Classify the lines of files without a database: counts and reject reasons (a dry run).
     Check(CheckArgs),
-    /// Print a report relation as a table, CSV or JSON.
+    /// Print a report relation as a table, CSV or JSON, or write the HTML report of every report
+    /// (`--format html --output FILE`).
     Report(ReportArgs),
     /// Write synthetic referral event logs (deterministic by seed).
     Generate(GenerateArgs),
