@@ -164,9 +164,10 @@ fn day_starts(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Utc>> {
 
 fn customer_charts(html: &mut String, series: &CustomerSeries) {
     let id = series.customer_id;
+    let days = per_day(&series.hours);
     let per_day_points = series.hours.len() > MAX_HOURLY_POINTS;
     let (points, unit, x_label) = if per_day_points {
-        (per_day(&series.hours), "per UTC day", "UTC day")
+        (days.clone(), "per UTC day", "UTC day")
     } else {
         (series.hours.clone(), "per hour", "hour (UTC)")
     };
@@ -207,7 +208,6 @@ fn customer_charts(html: &mut String, series: &CustomerSeries) {
         ],
     };
     html.push_str(&counts.render());
-    let days = per_day(&series.hours);
     // The daily rate drawn as steps across each day's points, so both lines share the x axis.
     let daily_rate_at = |point: &Point| {
         let day = point.at.date_naive();
